@@ -1,0 +1,97 @@
+"""The Temporal worker: every workflow and activity, one task queue per category."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.projection import ProjectionActivities
+from activities.uploads import UploadActivities
+from taskdrive import registry
+from taskdrive.db.engine import make_engine, make_sessionmaker
+from taskdrive.pools import PoolRegistry
+from taskdrive.settings import Settings, load_settings
+from taskdrive.temporal import connect
+from workflows.upload import UploadWorkflow
+
+log = logging.getLogger("taskdrive.worker")
+
+WORKFLOWS: Sequence[type] = (UploadWorkflow,)
+
+
+def workflows_by_category() -> dict[str, list[type]]:
+    by_name = {getattr(w, "__temporal_workflow_definition").name: w for w in WORKFLOWS}
+    grouped: dict[str, list[type]] = {}
+    for task_type in registry.TASK_TYPES.values():
+        grouped.setdefault(task_type.category, []).append(by_name[task_type.name])
+    return grouped
+
+
+def build_workers(
+    settings: Settings, client: Client, activities: Sequence[Callable[..., Any]]
+) -> list[Worker]:
+    return [
+        Worker(
+            client,
+            task_queue=settings.task_queue(category),
+            workflows=workflows,
+            activities=activities,
+            max_concurrent_activities=settings.worker_concurrency,
+        )
+        for category, workflows in workflows_by_category().items()
+    ]
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Runs until ``stop`` is set, then shuts the workers down before returning."""
+    engine = make_engine(settings)
+    sessions = make_sessionmaker(engine)
+    pools = PoolRegistry.from_settings(settings)
+    projection = ProjectionActivities(sessions)
+    uploads = UploadActivities(settings, sessions, pools)
+    activities = [
+        projection.project_task,
+        uploads.assemble_upload,
+        uploads.discard_upload,
+        uploads.upload_last_activity,
+    ]
+    client = await connect(settings)
+    workers = build_workers(settings, client, activities)
+    log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
+    try:
+        async with asyncio.TaskGroup() as group:
+            for worker in workers:
+                group.create_task(worker.run())
+            await stop.wait()
+            # Shut down explicitly: a worker still running when the loop closes can crash the
+            # interpreter at exit.
+            await asyncio.gather(*(worker.shutdown() for worker in workers))
+    finally:
+        await pools.close()
+        await engine.dispose()
+
+
+def main() -> None:
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -7,9 +7,9 @@ copying bytes (an S3 multipart upload; a preallocated local file written at each
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-import uuid
 from typing import Protocol, runtime_checkable
 
 

@@ -1,0 +1,1 @@
+"""Activities: storage I/O, hashing, projection writes. Everything that touches the world."""

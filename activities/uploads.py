@@ -1,0 +1,123 @@
+"""Upload activities: assemble and verify a finished upload, discard an abandoned one."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.hashing import sha256_of
+from taskdrive.db.models import File, Upload, UploadChunk
+from taskdrive.errors import ErrorCode
+from taskdrive.pools import Pool, PoolRegistry, UploadNotFound, UploadTarget
+from taskdrive.settings import Settings
+from taskdrive.tasktypes.upload import AssembleRequest, AssembleResult, DiscardRequest, UploadSpec
+
+
+def _target(spec: UploadSpec) -> UploadTarget:
+    return UploadTarget(
+        key=spec.storage_key,
+        upload_id=spec.multipart_upload_id,
+        size=spec.file_size,
+        chunk_size=spec.chunk_size,
+    )
+
+
+class UploadActivities:
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], pools: PoolRegistry
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._pools = pools
+
+    def _pool(self, spec: UploadSpec) -> Pool:
+        return self._pools.get(uuid.UUID(spec.pool_id))
+
+    @activity.defn(name="assemble_upload")
+    async def assemble_upload(self, request: AssembleRequest) -> AssembleResult:
+        """Turns the stored chunks into the file, verifies its SHA-256 and records it.
+
+        Safe to run again after a crash at any point: finishing is idempotent, the hash is
+        recomputed from the stored bytes, and the file record is keyed by the reserved file id.
+        """
+        spec = request.spec
+        file_id = uuid.UUID(spec.file_id)
+        async with self._sessions() as session:
+            existing = await session.get(File, file_id)
+        if existing is not None:
+            return AssembleResult(file_id=spec.file_id, size=existing.size, hash=existing.hash)
+
+        pool = self._pool(spec)
+        try:
+            await pool.finish_upload(_target(spec))
+        except UploadNotFound as exc:
+            raise ApplicationError(
+                f"the upload's stored chunks are gone: {exc}",
+                type="UPLOAD_NOT_FOUND",
+                non_retryable=True,
+            ) from exc
+        digest, size = await sha256_of(
+            pool,
+            spec.storage_key,
+            max_bytes_per_second=self._settings.assembly_max_bytes_per_second,
+        )
+        if digest != spec.hash or size != spec.file_size:
+            await pool.delete(spec.storage_key)
+            raise ApplicationError(
+                f"SHA-256 of the uploaded bytes is {digest}, the client declared {spec.hash}",
+                {"expected": spec.hash, "actual": digest, "size": size},
+                type=ErrorCode.HASH_MISMATCH.code,
+                non_retryable=True,
+            )
+        async with self._sessions.begin() as session:
+            await session.execute(
+                insert(File)
+                .values(
+                    id=file_id,
+                    account_id=uuid.UUID(spec.header.account_id),
+                    name=spec.file_name,
+                    size=size,
+                    content_type=spec.content_type,
+                    hash=digest,
+                    pool_id=uuid.UUID(spec.pool_id),
+                    bundle_id=uuid.UUID(spec.bundle_id) if spec.bundle_id else None,
+                    storage_key=spec.storage_key,
+                    expired_at=spec.expired_at,
+                )
+                .on_conflict_do_nothing(index_elements=[File.id])
+            )
+            await session.execute(
+                delete(UploadChunk).where(UploadChunk.task_id == spec.header.task_id)
+            )
+        activity.logger.info("upload %s assembled into file %s", spec.header.task_id, file_id)
+        return AssembleResult(file_id=spec.file_id, size=size, hash=digest)
+
+    @activity.defn(name="discard_upload")
+    async def discard_upload(self, request: DiscardRequest) -> None:
+        """Removes an upload's staging (aborting an S3 multipart upload) and its ledger."""
+        spec = request.spec
+        pool = self._pool(spec)
+        await pool.abort_upload(_target(spec))
+        if request.delete_object:
+            await pool.delete(spec.storage_key)
+        async with self._sessions.begin() as session:
+            await session.execute(
+                delete(UploadChunk).where(UploadChunk.task_id == spec.header.task_id)
+            )
+            if request.delete_object:
+                await session.execute(delete(File).where(File.id == uuid.UUID(spec.file_id)))
+
+    @activity.defn(name="upload_last_activity")
+    async def upload_last_activity(self, task_id: str) -> str | None:
+        """The last time the API stored a chunk of this upload (ISO-8601, UTC)."""
+        async with self._sessions() as session:
+            last = await session.scalar(
+                select(Upload.last_activity).where(Upload.task_id == task_id)
+            )
+        return last.astimezone(UTC).isoformat() if last is not None else None

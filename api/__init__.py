@@ -1,0 +1,1 @@
+"""FastAPI application: REST over the projection, chunk bytes straight into pools."""

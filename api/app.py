@@ -1,0 +1,50 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.deps import Services
+from api.routes import files, health, upload_tasks, uploads
+from taskdrive.db.engine import make_engine, make_sessionmaker
+from taskdrive.pools import PoolRegistry
+from taskdrive.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings)
+        services = Services(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            pools=PoolRegistry.from_settings(settings),
+        )
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.pools.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="taskdrive",
+        summary="Durable tasks for file work: resumable uploads on Temporal",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (health, uploads, upload_tasks, files):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,376 @@
+"""The upload session: create, chunks, complete, cancel (seed 000)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from temporalio.common import TypedSearchAttributes
+
+from api.chunk_body import chunk_stream
+from api.deps import CurrentPrincipal, ServicesDep, SessionDep
+from api.schemas.common import CloudFile
+from api.schemas.uploads import (
+    CancelResult,
+    ChunkReceipt,
+    CompleteAccepted,
+    CreateUploadRequest,
+    CreateUploadResponse,
+)
+from api.temporal_calls import signal, wait_result
+from taskdrive.db import uploads as ledger
+from taskdrive.db.models import File, Task, Upload
+from taskdrive.db.projection import apply_projection
+from taskdrive.errors import ErrorCode, TaskdriveError
+from taskdrive.pools import Pool, UploadNotFound, UploadTarget
+from taskdrive.projection import ProjectionWrite, TaskHeader
+from taskdrive.registry import temporal_priority
+from taskdrive.statuses import TaskStatus
+from taskdrive.tasktypes import upload as up
+from taskdrive.temporal import SA_ACCOUNT_ID, SA_STATUS, SA_TASK_TYPE
+
+router = APIRouter(prefix="/api/files/upload", tags=["uploads"])
+log = logging.getLogger("taskdrive.api.uploads")
+
+TaskIdPath = Annotated[str, Path(max_length=64)]
+
+
+def _target(upload: Upload) -> UploadTarget:
+    return UploadTarget(
+        upload.storage_key, upload.multipart_upload_id, upload.file_size, upload.chunk_size
+    )
+
+
+def _ensure_accepting(task: Task) -> None:
+    """Chunks and complete are taken only while the upload is open."""
+    current = TaskStatus(task.status)
+    if current == TaskStatus.PAUSED:
+        raise TaskdriveError(
+            ErrorCode.TASK_PAUSED, "the upload is paused; resume it first", status=current
+        )
+    if current.is_terminal:
+        raise TaskdriveError(
+            ErrorCode.TASK_GONE, f"the upload is {current} and takes no more chunks", status=current
+        )
+
+
+def _choose_chunk_size(body: CreateUploadRequest, pool: Pool, services: ServicesDep) -> int:
+    settings = services.settings
+    chunk_size = body.chunk_size or settings.upload_default_chunk_size
+    if chunk_size > settings.upload_max_chunk_size:
+        raise TaskdriveError(
+            ErrorCode.VALIDATION_ERROR,
+            f"chunkSize may be at most {settings.upload_max_chunk_size} bytes",
+            field="chunkSize",
+        )
+    smallest = max(settings.upload_min_chunk_size, pool.min_chunk_size)
+    if chunk_size < smallest and chunk_size < body.file_size:
+        raise TaskdriveError(
+            ErrorCode.VALIDATION_ERROR,
+            f"chunkSize must be at least {smallest} bytes for pool {pool.name}",
+            field="chunkSize",
+        )
+    chunks = math.ceil(body.file_size / chunk_size)
+    most = min(settings.upload_max_chunks, pool.max_chunks)
+    if chunks > most:
+        raise TaskdriveError(
+            ErrorCode.VALIDATION_ERROR,
+            f"{chunks} chunks is more than the {most} allowed; use a larger chunkSize",
+            field="chunkSize",
+        )
+    return chunk_size
+
+
+@router.post("/create")
+async def create_upload(
+    *,
+    body: CreateUploadRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    session: SessionDep,
+) -> CreateUploadResponse:
+    """Start a resumable upload, or answer with the file the account already has."""
+    if body.encrypt_password is not None:
+        raise TaskdriveError(
+            ErrorCode.NOT_SUPPORTED, "encryptPassword is not supported yet", field="encryptPassword"
+        )
+    existing = await session.scalar(
+        select(File)
+        .where(
+            File.account_id == principal.account_id,
+            File.hash == body.hash,
+            File.deleted_at.is_(None),
+        )
+        .order_by(File.created_at)
+        .limit(1)
+    )
+    if existing is not None:
+        return CreateUploadResponse(file_exists=True, file=CloudFile.of(existing))
+
+    settings = services.settings
+    pool_id = body.pool_id or settings.default_pool_id
+    try:
+        pool = services.pools.get(pool_id)
+    except KeyError:
+        raise TaskdriveError(
+            ErrorCode.POOL_NOT_FOUND, f"pool {pool_id} not found", poolId=str(pool_id)
+        ) from None
+    chunk_size = _choose_chunk_size(body, pool, services)
+    chunks_count = math.ceil(body.file_size / chunk_size)
+    task_id, file_id = str(uuid.uuid4()), uuid.uuid4()
+    key = f"files/{file_id}"
+    task_type = up.FILE_UPLOAD
+    header = TaskHeader(
+        task_id=task_id,
+        account_id=str(principal.account_id),
+        type=task_type.name,
+        name=f"Upload {body.file_name}",
+        category=task_type.category,
+        priority=task_type.default_priority,
+        parameters=body.model_dump(mode="json", by_alias=True, exclude={"encrypt_password"})
+        | {"poolId": str(pool_id), "chunkSize": chunk_size},
+    )
+    client = await services.temporal()
+    target = await pool.begin_upload(key, body.file_size, chunk_size)
+    try:
+        now = datetime.now(UTC)
+        await apply_projection(
+            session,
+            ProjectionWrite(
+                header=header,
+                seq=0,
+                status=TaskStatus.PENDING,
+                event_type="task.created",
+                occurred_at=now.isoformat(),
+            ),
+        )
+        session.add(
+            Upload(
+                task_id=task_id,
+                account_id=principal.account_id,
+                file_id=file_id,
+                file_name=body.file_name,
+                file_size=body.file_size,
+                content_type=body.content_type,
+                hash=body.hash,
+                chunk_size=chunk_size,
+                chunks_count=chunks_count,
+                pool_id=pool_id,
+                bundle_id=body.bundle_id,
+                expired_at=body.expired_at,
+                storage_key=key,
+                multipart_upload_id=target.upload_id,
+            )
+        )
+        await session.flush()
+        spec = up.UploadSpec(
+            header=header,
+            file_id=str(file_id),
+            pool_id=str(pool_id),
+            file_name=body.file_name,
+            file_size=body.file_size,
+            content_type=body.content_type,
+            hash=body.hash,
+            chunk_size=chunk_size,
+            chunks_count=chunks_count,
+            storage_key=key,
+            multipart_upload_id=target.upload_id,
+            bundle_id=str(body.bundle_id) if body.bundle_id else None,
+            expired_at=body.expired_at.isoformat() if body.expired_at else None,
+            stale_after_seconds=settings.upload_stale_threshold_seconds,
+            heartbeat_timeout_seconds=settings.activity_heartbeat_timeout_seconds,
+        )
+        # Rows first, then the workflow, then commit: the workflow's first projection write waits
+        # on these rows, and a failed start leaves nothing behind.
+        await client.start_workflow(
+            task_type.name,
+            up.UploadInput(spec=spec),
+            id=task_id,
+            task_queue=settings.task_queue(task_type.category),
+            priority=temporal_priority(task_type.default_priority),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SA_TASK_TYPE.value_set(task_type.name),
+                    SA_ACCOUNT_ID.value_set(str(principal.account_id)),
+                    SA_STATUS.value_set(TaskStatus.PENDING),
+                ]
+            ),
+            memo={"name": header.name, "fileName": body.file_name},
+        )
+        await session.commit()
+    except BaseException:
+        await pool.abort_upload(target)
+        raise
+    return CreateUploadResponse(
+        file_exists=False, task_id=task_id, chunk_size=chunk_size, chunks_count=chunks_count
+    )
+
+
+@router.post("/chunk/{task_id}/{chunk_index}")
+async def upload_chunk(
+    *,
+    task_id: TaskIdPath,
+    chunk_index: int,
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    session: SessionDep,
+) -> ChunkReceipt:
+    """Store one chunk (raw body or multipart field ``chunk``); 200 once it is durable."""
+    upload, task = await ledger.get_upload(session, task_id, principal)
+    _ensure_accepting(task)
+    if not 0 <= chunk_index < upload.chunks_count:
+        raise TaskdriveError(
+            ErrorCode.CHUNK_INDEX_OUT_OF_RANGE,
+            f"chunk index must be between 0 and {upload.chunks_count - 1}",
+            chunkIndex=chunk_index,
+            chunksCount=upload.chunks_count,
+        )
+    target = _target(upload)
+    expected = target.chunk_length(chunk_index)
+    body = chunk_stream(request, max_bytes=services.settings.upload_max_chunk_size)
+    declared = request.headers.get("content-length")
+    raw = not request.headers.get("content-type", "").startswith("multipart/")
+    if raw and declared is not None and declared.isdigit() and int(declared) != expected:
+        raise _size_mismatch(chunk_index, expected, int(declared))
+    # The lock lives as long as this transaction: one writer per chunk, and a crashed process
+    # never leaves a chunk claimed.
+    if not await ledger.try_lock_chunk(session, task_id, chunk_index):
+        raise TaskdriveError(
+            ErrorCode.CHUNK_IN_PROGRESS,
+            "this chunk is being uploaded by another request",
+            chunkIndex=chunk_index,
+        )
+    if await ledger.chunk_stored(session, task_id, chunk_index):
+        raise TaskdriveError(
+            ErrorCode.CHUNK_ALREADY_UPLOADED, "chunk already uploaded", chunkIndex=chunk_index
+        )
+    pool = services.pools.get(upload.pool_id)
+    try:
+        size = await pool.write_chunk(target, chunk_index, body)
+    except ValueError as exc:
+        raise _size_mismatch(chunk_index, expected, None, str(exc)) from exc
+    except UploadNotFound as exc:
+        raise TaskdriveError(ErrorCode.TASK_GONE, "the upload has ended", taskId=task_id) from exc
+    totals = await ledger.record_chunk(session, task_id, chunk_index, size)
+    await session.commit()
+
+    before = math.floor(100 * (totals.bytes_uploaded - size) / upload.file_size)
+    after = math.floor(100 * totals.bytes_uploaded / upload.file_size)
+    if after != before or totals.chunks_uploaded in (1, upload.chunks_count):
+        # Progress steps only: a whole percent, the first and the last chunk. The ledger holds
+        # every chunk; the workflow needs just enough to report progress and keep the upload alive.
+        progress = up.ChunkProgress(
+            totals.chunks_uploaded,
+            totals.bytes_uploaded,
+            totals.last_activity.astimezone(UTC).isoformat(),
+        )
+        await signal(
+            await services.temporal(), task_id, up.SIGNAL_PROGRESS, progress, required=False
+        )
+    return ChunkReceipt(
+        task_id=task_id,
+        chunk_index=chunk_index,
+        size=size,
+        chunks_uploaded=totals.chunks_uploaded,
+        chunks_count=upload.chunks_count,
+        progress=up.upload_progress_percent(totals.bytes_uploaded, upload.file_size),
+    )
+
+
+def _size_mismatch(index: int, expected: int, got: int | None, detail: str = "") -> TaskdriveError:
+    message = f"chunk {index} must be exactly {expected} bytes"
+    return TaskdriveError(
+        ErrorCode.CHUNK_SIZE_MISMATCH,
+        f"{message}: {detail}" if detail else message,
+        chunkIndex=index,
+        expectedSize=expected,
+        **({"receivedSize": got} if got is not None else {}),
+    )
+
+
+@router.post(
+    "/complete/{task_id}",
+    responses={202: {"model": CompleteAccepted, "description": "Still assembling"}},
+)
+async def complete_upload(
+    *, task_id: TaskIdPath, principal: CurrentPrincipal, services: ServicesDep, session: SessionDep
+) -> CloudFile | JSONResponse:
+    """Assemble and verify the file; the CloudFile, or 202 while that takes longer."""
+    upload, task = await ledger.get_upload(session, task_id, principal)
+    current = TaskStatus(task.status)
+    if current == TaskStatus.COMPLETED:
+        return await _file(session, upload.file_id)
+    if current == TaskStatus.FAILED and task.error_code:
+        code = ErrorCode.from_code(task.error_code) or ErrorCode.UPLOAD_FAILED
+        raise TaskdriveError(code, task.error_message or "the upload failed", taskId=task_id)
+    _ensure_accepting(task)
+    missing = await ledger.missing_indices(session, upload)
+    if missing:
+        raise TaskdriveError(
+            ErrorCode.MISSING_CHUNKS,
+            f"{len(missing)} chunk(s) have not been uploaded",
+            missingChunks=missing[:1000],
+            missingCount=len(missing),
+        )
+    # Release the connection before waiting on Temporal.
+    await session.close()
+    client = await services.temporal()
+    progress = up.ChunkProgress(
+        upload.chunks_uploaded, upload.bytes_uploaded, datetime.now(UTC).isoformat()
+    )
+    await signal(client, task_id, up.SIGNAL_COMPLETE, progress, required=True)
+    outcome = await wait_result(
+        client, task_id, up.UploadOutcome, services.settings.upload_complete_wait_seconds
+    )
+    if outcome is None:
+        accepted = CompleteAccepted(
+            task_id=task_id,
+            status=TaskStatus.IN_PROGRESS,
+            message="assembling; the file appears when the task completes",
+        )
+        return JSONResponse(
+            accepted.model_dump(mode="json", by_alias=True), status_code=status.HTTP_202_ACCEPTED
+        )
+    if outcome.status != TaskStatus.COMPLETED or outcome.file_id is None:
+        raise TaskdriveError(
+            ErrorCode.TASK_GONE, f"the upload ended {outcome.status}", status=outcome.status
+        )
+    async with services.sessions() as fresh:
+        return await _file(fresh, uuid.UUID(outcome.file_id))
+
+
+async def _file(session: SessionDep, file_id: uuid.UUID) -> CloudFile:
+    row = await session.get(File, file_id)
+    if row is None:
+        raise TaskdriveError(ErrorCode.FILE_NOT_FOUND, f"file {file_id} not found")
+    return CloudFile.of(row)
+
+
+@router.delete("/task/{task_id}")
+async def cancel_upload(
+    *, task_id: TaskIdPath, principal: CurrentPrincipal, services: ServicesDep, session: SessionDep
+) -> CancelResult:
+    """Cancel the upload; its staging is removed (an S3 multipart upload is aborted)."""
+    _, task = await ledger.get_upload(session, task_id, principal)
+    current = TaskStatus(task.status)
+    if current == TaskStatus.CANCELLED:
+        return CancelResult(task_id=task_id, status=current)
+    if current.is_terminal:
+        raise TaskdriveError(
+            ErrorCode.INVALID_TASK_STATE, f"a {current} upload cannot be cancelled", status=current
+        )
+    await session.close()
+    client = await services.temporal()
+    reason = up.LifecycleSignal(reason="cancelled by the owner", by=str(principal.account_id))
+    await signal(client, task_id, up.SIGNAL_CANCEL, reason, required=True)
+    outcome = await wait_result(
+        client, task_id, up.UploadOutcome, services.settings.upload_complete_wait_seconds
+    )
+    return CancelResult(task_id=task_id, status=TaskStatus(outcome.status) if outcome else current)

@@ -1,0 +1,144 @@
+"""Queries over upload sessions and their chunk ledger. They take a session and never commit."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskdrive.auth import Principal
+from taskdrive.db.models import Task, Upload, UploadChunk
+from taskdrive.errors import ErrorCode, TaskdriveError
+
+
+def owned_by(principal: Principal) -> ColumnElement[bool]:
+    """Admins see every account; another account's rows look like they do not exist."""
+    if principal.is_admin:
+        return and_(True)
+    return Upload.account_id == principal.account_id
+
+
+async def get_upload(
+    session: AsyncSession, task_id: str, principal: Principal
+) -> tuple[Upload, Task]:
+    row = (
+        await session.execute(
+            select(Upload, Task)
+            .join(Task, Task.task_id == Upload.task_id)
+            .where(Upload.task_id == task_id, Task.deleted_at.is_(None), owned_by(principal))
+        )
+    ).first()
+    if row is None:
+        raise TaskdriveError(
+            ErrorCode.TASK_NOT_FOUND, f"upload task {task_id} not found", taskId=task_id
+        )
+    return row[0], row[1]
+
+
+def chunk_lock_key(task_id: str, index: int) -> int:
+    """A 63-bit advisory lock key for one chunk of one upload."""
+    digest = hashlib.blake2b(f"{task_id}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+async def try_lock_chunk(session: AsyncSession, task_id: str, index: int) -> bool:
+    """Takes the chunk's transaction-scoped lock; False when another request holds it.
+
+    The lock dies with the transaction, so a crashed API process never leaves a chunk claimed.
+    """
+    locked = await session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": chunk_lock_key(task_id, index)}
+    )
+    return bool(locked)
+
+
+async def chunk_stored(session: AsyncSession, task_id: str, index: int) -> bool:
+    found = await session.scalar(
+        select(UploadChunk.chunk_index).where(
+            UploadChunk.task_id == task_id, UploadChunk.chunk_index == index
+        )
+    )
+    return found is not None
+
+
+@dataclass(frozen=True)
+class LedgerTotals:
+    chunks_uploaded: int
+    bytes_uploaded: int
+    last_activity: datetime
+
+
+async def record_chunk(session: AsyncSession, task_id: str, index: int, size: int) -> LedgerTotals:
+    """Records a durable chunk and bumps the upload's totals; call with the chunk lock held."""
+    session.add(UploadChunk(task_id=task_id, chunk_index=index, size=size))
+    await session.flush()
+    row = (
+        await session.execute(
+            update(Upload)
+            .where(Upload.task_id == task_id)
+            .values(
+                chunks_uploaded=Upload.chunks_uploaded + 1,
+                bytes_uploaded=Upload.bytes_uploaded + size,
+                last_activity=func.clock_timestamp(),
+            )
+            .returning(Upload.chunks_uploaded, Upload.bytes_uploaded, Upload.last_activity)
+        )
+    ).one()
+    return LedgerTotals(row[0], row[1], row[2])
+
+
+async def stored_indices(session: AsyncSession, task_id: str) -> list[int]:
+    rows = await session.scalars(
+        select(UploadChunk.chunk_index)
+        .where(UploadChunk.task_id == task_id)
+        .order_by(UploadChunk.chunk_index)
+    )
+    return list(rows)
+
+
+async def missing_indices(session: AsyncSession, upload: Upload) -> list[int]:
+    stored = set(await stored_indices(session, upload.task_id))
+    return [i for i in range(upload.chunks_count) if i not in stored]
+
+
+async def recent_speed(session: AsyncSession, task_id: str, window: timedelta) -> float:
+    """Bytes per second over the chunks stored in the last ``window``."""
+    row = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(UploadChunk.size), 0), func.min(UploadChunk.stored_at)
+            ).where(
+                UploadChunk.task_id == task_id,
+                UploadChunk.stored_at > func.clock_timestamp() - window,
+            )
+        )
+    ).one()
+    total, first = int(row[0]), row[1]
+    if not total or first is None:
+        return 0.0
+    now = await session.scalar(select(func.clock_timestamp()))
+    assert now is not None
+    elapsed = max((now - first).total_seconds(), 1.0)
+    return float(total) / elapsed
+
+
+async def list_uploads(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    statuses: Sequence[str],
+    order_by: Sequence[ColumnElement[object]],
+    offset: int,
+    limit: int,
+) -> tuple[list[tuple[Upload, Task]], int]:
+    where = [owned_by(principal), Task.deleted_at.is_(None)]
+    if statuses:
+        where.append(Task.status.in_(statuses))
+    base = select(Upload, Task).join(Task, Task.task_id == Upload.task_id).where(*where)
+    total = await session.scalar(select(func.count()).select_from(base.subquery()))
+    rows = await session.execute(base.order_by(*order_by).offset(offset).limit(limit))
+    return [(r[0], r[1]) for r in rows], int(total or 0)

@@ -1,0 +1,1 @@
+"""Temporal workflows: deterministic code only (no I/O, no wall clock, no database)."""
