@@ -55,7 +55,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     pools = PoolRegistry.from_settings(settings)
     projection = ProjectionActivities(sessions)
     uploads = UploadActivities(settings, sessions, pools)
-    activities = [
+    activities: list[Callable[..., Any]] = [
         projection.project_task,
         uploads.assemble_upload,
         uploads.discard_upload,

@@ -44,9 +44,9 @@ async def wait_result(
 
     A workflow that failed with a domain error raises it as a TaskdriveError.
     """
-    handle = client.get_workflow_handle(task_id)
+    handle = client.get_workflow_handle(task_id, result_type=result_type)
     try:
-        return await asyncio.wait_for(handle.result(result_type=result_type), wait_seconds)
+        return await asyncio.wait_for(handle.result(), wait_seconds)
     except TimeoutError:
         return None
     except WorkflowFailureError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import ColumnElement, case, func, select, update
@@ -50,7 +50,7 @@ async def list_upload_tasks(
 ) -> list[UploadTask]:
     """The caller's upload tasks; the total matching count is in ``X-Total``."""
     column = _SORT_COLUMNS[sort_by]
-    order = [column.desc() if sort_descending else column.asc(), Upload.task_id.asc()]
+    order: list[Any] = [column.desc() if sort_descending else column.asc(), Upload.task_id.asc()]
     rows, total = await ledger.list_uploads(
         session, principal, statuses=status or [], order_by=order, offset=offset, limit=limit
     )

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
-from temporalio.common import TypedSearchAttributes
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.chunk_body import chunk_stream
 from api.deps import CurrentPrincipal, ServicesDep, SessionDep
@@ -196,9 +196,9 @@ async def create_upload(
             priority=temporal_priority(task_type.default_priority),
             search_attributes=TypedSearchAttributes(
                 [
-                    SA_TASK_TYPE.value_set(task_type.name),
-                    SA_ACCOUNT_ID.value_set(str(principal.account_id)),
-                    SA_STATUS.value_set(TaskStatus.PENDING),
+                    SearchAttributePair(SA_TASK_TYPE, task_type.name),
+                    SearchAttributePair(SA_ACCOUNT_ID, str(principal.account_id)),
+                    SearchAttributePair(SA_STATUS, str(TaskStatus.PENDING)),
                 ]
             ),
             memo={"name": header.name, "fileName": body.file_name},

@@ -122,7 +122,7 @@ async def recent_speed(session: AsyncSession, task_id: str, window: timedelta) -
         return 0.0
     now = await session.scalar(select(func.clock_timestamp()))
     assert now is not None
-    elapsed = max((now - first).total_seconds(), 1.0)
+    elapsed: float = max((now - first).total_seconds(), 1.0)
     return float(total) / elapsed
 
 

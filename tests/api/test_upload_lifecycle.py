@@ -1,0 +1,110 @@
+"""Pause, resume, cancel (through Temporal, as the generic REST endpoints come later), expiry."""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import httpx
+from temporalio.client import Client
+
+from taskdrive.settings import Settings
+from taskdrive.tasktypes import upload as up
+from tests.api.test_upload_rules import assert_error
+from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir
+from tests.uploading import complete, create, random_bytes, send_chunk, send_chunks, wait_for_status
+
+Account = tuple[uuid.UUID, dict[str, str]]
+MiB = 1024 * 1024
+
+
+async def test_pause_refuses_chunks_until_resumed(
+    api: httpx.AsyncClient, account: Account, temporal_client: Client
+) -> None:
+    _, headers = account
+    data = random_bytes(3000)
+    upload = await create(api, headers, data, chunk_size=1000)
+    await send_chunks(api, headers, upload, [0])
+    handle = temporal_client.get_workflow_handle(upload.task_id)
+
+    await handle.signal(up.SIGNAL_PAUSE, up.LifecycleSignal(reason="test"))
+    await wait_for_status(api, headers, upload.task_id, "Paused")
+    assert_error(await send_chunk(api, headers, upload, 1), 423, "TASK_PAUSED")
+    assert_error(await complete(api, headers, upload), 423, "TASK_PAUSED")
+    progress = await handle.query(up.QUERY_PROGRESS, result_type=up.UploadProgress)
+    assert progress.status == "Paused"
+    assert progress.chunks_uploaded == 1
+
+    await handle.signal(up.SIGNAL_RESUME, up.LifecycleSignal())
+    await wait_for_status(api, headers, upload.task_id, "InProgress")
+    await send_chunks(api, headers, upload, [1, 2])
+    finished = await complete(api, headers, upload)
+    assert finished.status_code == 200, finished.text
+
+
+async def test_cancel_removes_local_staging(
+    api: httpx.AsyncClient, account: Account, settings: Settings
+) -> None:
+    _, headers = account
+    upload = await create(api, headers, random_bytes(3000), chunk_size=1000)
+    await send_chunks(api, headers, upload, [0, 2])
+    staged = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
+
+    response = await api.delete(f"/api/files/upload/task/{upload.task_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "Cancelled"
+    after = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
+    assert after < staged or not staged, "cancel left staging behind"
+    assert len(staged - after) == 1
+    assert_error(await send_chunk(api, headers, upload, 1), 410, "TASK_GONE")
+    # Cancelling again is harmless.
+    again = await api.delete(f"/api/files/upload/task/{upload.task_id}", headers=headers)
+    assert again.json()["status"] == "Cancelled"
+
+
+async def test_cancel_through_temporal_aborts_the_s3_multipart_upload(
+    api: httpx.AsyncClient,
+    account: Account,
+    temporal_client: Client,
+    s3_endpoint: str,
+    s3_bucket: str,
+) -> None:
+    _, headers = account
+    upload = await create(
+        api, headers, random_bytes(6 * MiB), chunk_size=5 * MiB, pool_id=S3_POOL_ID
+    )
+    await send_chunks(api, headers, upload, [1])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+    def open_uploads() -> set[str]:
+        listing = s3.list_multipart_uploads(Bucket=s3_bucket)
+        return {u["UploadId"] for u in listing.get("Uploads", [])}
+
+    assert open_uploads()
+    before = open_uploads()
+    handle = temporal_client.get_workflow_handle(upload.task_id)
+    await handle.signal(up.SIGNAL_CANCEL, up.LifecycleSignal(reason="operator"))
+    await wait_for_status(api, headers, upload.task_id, "Cancelled")
+    assert len(before - open_uploads()) == 1
+
+
+async def test_an_inactive_upload_expires_and_loses_its_staging(
+    settings: Settings, running_worker: None, account: Account
+) -> None:
+    _, headers = account
+    short = settings.model_copy(update={"upload_stale_threshold_seconds": 1.0})
+    async with api_client(short) as api:
+        upload = await create(api, headers, random_bytes(2000), chunk_size=1000)
+        await send_chunks(api, headers, upload, [0])
+        staged = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
+        view = await wait_for_status(api, headers, upload.task_id, "Expired")
+        assert view["uploadedChunks"] == []
+        after = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
+        assert len(staged - after) == 1
+        assert_error(await send_chunk(api, headers, upload, 1), 410, "TASK_GONE")
