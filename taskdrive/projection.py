@@ -1,7 +1,5 @@
 """The contract of a projection write, shared by workflows (which build it) and the writers."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -297,6 +297,7 @@ def _size_mismatch(index: int, expected: int, got: int | None, detail: str = "")
 
 @router.post(
     "/complete/{task_id}",
+    response_model=CloudFile,
     responses={202: {"model": CompleteAccepted, "description": "Still assembling"}},
 )
 async def complete_upload(

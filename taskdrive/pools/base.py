@@ -55,7 +55,12 @@ class Pool(Protocol):
         """Raises PoolError when the pool cannot be reached or written."""
 
     async def begin_upload(self, key: str, size: int, chunk_size: int) -> UploadTarget:
-        """Prepares an upload of ``size`` bytes that will become the object at ``key``."""
+        """Prepares an upload of ``size`` bytes that will become the object at ``key``.
+
+        Raises ValueError when ``size`` is below 1, when ``chunk_size`` is below
+        ``min_chunk_size`` (unless one chunk holds the whole upload), or when it makes more
+        than ``max_chunks`` chunks.
+        """
 
     async def write_chunk(
         self, target: UploadTarget, index: int, body: AsyncIterator[bytes]
@@ -63,7 +68,8 @@ class Pool(Protocol):
         """Stores chunk ``index`` from ``body`` and returns its length once it is durable.
 
         Writing the same index again replaces it. Raises ValueError (nothing recorded as
-        stored) when the body is not exactly ``target.chunk_length(index)`` bytes long;
+        stored) when the body is not exactly ``target.chunk_length(index)`` bytes long (it
+        stops reading as soon as the body is too long) or ``index`` is outside the upload;
         UploadNotFound when the target is gone.
         """
 
@@ -80,7 +86,7 @@ class Pool(Protocol):
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Yields the object's bytes from ``start`` up to ``end`` (exclusive; None: to the end),
         in pieces of at most 1 MiB. Raises ObjectNotFound on the first step when there is no
-        such object."""
+        such object. A range starting at or past the end yields nothing."""
 
     async def size(self, key: str) -> int:
         """The object's size; raises ObjectNotFound."""

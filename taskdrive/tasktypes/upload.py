@@ -5,8 +5,6 @@ Chunk bytes never cross Temporal: the API writes them into the pool and records 
 repeated signal is harmless) and of the client's request to complete.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 from taskdrive.projection import TaskHeader

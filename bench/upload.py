@@ -1,0 +1,416 @@
+"""Upload benchmark: 1 GiB through the API on the local pool, beside a bare endpoint.
+
+``python -m bench.upload [--size-mib N]`` starts its own system (Temporal dev server, Postgres,
+worker and API as subprocesses, a temp data folder) and the bare ASGI endpoint of
+``bench.baseline_app`` under the same uvicorn options, then sends the same bytes to both with
+the same client code: 8 MiB chunks, 4 in flight, raw bodies. The API is timed from create to
+Completed with the hash verified; the baseline (no create, no complete) from the first chunk to
+the last answer. Also printed: the API's peak RSS per upload (it must not grow with the file)
+and the multipart/form-data figure. The last line ends with ``ratio <api/baseline>``.
+MB/s are 10^6 bytes per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from temporalio.testing import WorkflowEnvironment
+
+from taskdrive.auth import issue_token
+from taskdrive.db.migrate import upgrade
+from taskdrive.embedded import load_pgserver, temporal_binary
+from taskdrive.settings import Settings
+from taskdrive.temporal import SEARCH_ATTRIBUTES
+from tests.fixtures.processes import ManagedProcess, ProcessFailed, child_env, free_port
+
+MiB = 1024 * 1024
+MB = 1_000_000
+HOST = "127.0.0.1"
+REQUEST_TIMEOUT = 120.0  # one chunk or one complete; a stuck server fails the run, not hangs it
+READY_TIMEOUT = 120.0
+COMPLETED_TIMEOUT = 300.0  # create-to-Completed bound when complete answers 202
+STOP_GRACE = 15.0
+
+
+class BenchError(RuntimeError):
+    """The system misbehaved (an unexpected status, a wrong hash): the figures would lie."""
+
+
+@dataclass(frozen=True)
+class Payload:
+    """``size`` bytes in chunks, never held whole: chunk i is a window of a random block laid
+    twice end to end, starting at a per-chunk offset. Chunks differ, each costs one copy to
+    build, and the same chunk costs the same for every target. A fresh block per upload gives
+    a fresh file hash (the API would answer an already-known hash with the existing file)."""
+
+    size: int
+    chunk_size: int
+    doubled: bytes
+
+    @classmethod
+    def random(cls, size: int, chunk_size: int) -> Payload:
+        block = os.urandom(chunk_size)
+        return cls(size, chunk_size, block + block)
+
+    @property
+    def chunks_count(self) -> int:
+        return -(-self.size // self.chunk_size)
+
+    def _window(self, index: int) -> tuple[int, int]:
+        start = (index * 1_048_573) % self.chunk_size  # a prime stride: distinct windows
+        length = min(self.chunk_size, self.size - index * self.chunk_size)
+        return start, start + length
+
+    def chunk(self, index: int) -> bytes:
+        start, end = self._window(index)
+        return self.doubled[start:end]
+
+    def sha256(self) -> str:
+        """The whole file's hash, for create; memoryview windows spare the copies."""
+        digest = hashlib.sha256()
+        view = memoryview(self.doubled)
+        for index in range(self.chunks_count):
+            start, end = self._window(index)
+            digest.update(view[start:end])
+        return digest.hexdigest()
+
+
+def _check(response: httpx.Response, expected: int, what: str) -> None:
+    if response.status_code != expected:
+        raise BenchError(f"{what}: {response.status_code} {response.text[:500]}")
+
+
+async def send_chunks(
+    client: httpx.AsyncClient,
+    url: Callable[[int], str],
+    payload: Payload,
+    headers: Mapping[str, str],
+    *,
+    parallel: int,
+    multipart: bool,
+) -> None:
+    """Every chunk, ``parallel`` requests in flight. The one sender for API and baseline."""
+    indices = iter(range(payload.chunks_count))  # shared: each lane takes the next index
+
+    async def lane() -> None:
+        for index in indices:
+            body = payload.chunk(index)
+            if multipart:
+                response = await client.post(
+                    url(index),
+                    files={"chunk": ("blob", body, "application/octet-stream")},
+                    headers=headers,
+                )
+            else:
+                response = await client.post(
+                    url(index),
+                    content=body,
+                    headers={**headers, "Content-Type": "application/octet-stream"},
+                )
+            _check(response, 200, f"chunk {index}")
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(parallel):
+            group.create_task(lane())
+
+
+async def api_upload(
+    client: httpx.AsyncClient,
+    base: str,
+    headers: Mapping[str, str],
+    payload: Payload,
+    *,
+    parallel: int,
+    multipart: bool,
+) -> float:
+    """Seconds from create to Completed; raises unless the stored file has our hash."""
+    digest = await asyncio.to_thread(payload.sha256)  # the client's own work, before the clock
+    api = f"{base}/api/files/upload"
+    started = time.perf_counter()
+    response = await client.post(
+        f"{api}/create",
+        json={
+            "fileName": "bench.bin",
+            "fileSize": payload.size,
+            "contentType": "application/octet-stream",
+            "hash": digest,
+            "chunkSize": payload.chunk_size,
+        },
+        headers=headers,
+    )
+    _check(response, 200, "create")
+    created: dict[str, Any] = response.json()
+    if created["fileExists"] or created["chunkSize"] != payload.chunk_size:
+        raise BenchError(f"create: unexpected answer {created}")
+    task_id = created["taskId"]
+    await send_chunks(
+        client,
+        lambda index: f"{api}/chunk/{task_id}/{index}",
+        payload,
+        headers,
+        parallel=parallel,
+        multipart=multipart,
+    )
+    response = await client.post(f"{api}/complete/{task_id}", headers=headers)
+    if response.status_code == 202:
+        await _wait_completed(client, api, headers, task_id)
+        elapsed = time.perf_counter() - started
+        view = await client.get(f"{api}/resume/{task_id}", headers=headers)
+        _check(view, 200, "resume")
+        response = await client.get(
+            f"{base}/api/files/{view.json()['fileId']}/info", headers=headers
+        )
+    else:
+        elapsed = time.perf_counter() - started
+    _check(response, 200, "complete")
+    stored: dict[str, Any] = response.json()
+    if stored["hash"] != digest or stored["size"] != payload.size:
+        raise BenchError(f"stored file {stored} is not the {payload.size} bytes sent ({digest})")
+    return elapsed
+
+
+async def _wait_completed(
+    client: httpx.AsyncClient, api: str, headers: Mapping[str, str], task_id: str
+) -> None:
+    async with asyncio.timeout(COMPLETED_TIMEOUT):
+        while True:
+            response = await client.get(f"{api}/progress/{task_id}", headers=headers)
+            _check(response, 200, "progress")
+            status = response.json()["status"]
+            if status == "Completed":
+                return
+            if status in ("Failed", "Cancelled", "Expired"):
+                raise BenchError(f"upload {task_id} ended {status}: {response.text[:500]}")
+            await asyncio.sleep(0.05)  # pacing between polls of the projection
+
+
+async def baseline_upload(
+    client: httpx.AsyncClient,
+    base: str,
+    headers: Mapping[str, str],
+    payload: Payload,
+    *,
+    parallel: int,
+) -> float:
+    """Seconds from the first chunk to the last answer; each chunk lands at its offset."""
+    name = uuid.uuid4().hex
+    started = time.perf_counter()
+    await send_chunks(
+        client,
+        lambda index: f"{base}/chunk/{name}/{index * payload.chunk_size}",
+        payload,
+        headers,
+        parallel=parallel,
+        multipart=False,
+    )
+    return time.perf_counter() - started
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+class BaselineProcess(ManagedProcess):
+    """``python -m bench.baseline_app <args>`` with ManagedProcess's group handling and log."""
+
+    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        super().__init__(args, env, log_path)
+        self.args = [sys.executable, "-m", "bench.baseline_app", *args]
+
+
+def _stop(process: ManagedProcess) -> None:
+    """SIGTERM first (uvicorn and the worker shut down cleanly), SIGKILL what is left."""
+    try:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(STOP_GRACE)
+    except ProcessFailed:
+        pass  # it hung and was killed; the run is over anyway
+    finally:
+        process.kill()
+
+
+def peak_rss_reset(pid: int) -> None:
+    """Resets VmHWM to the current RSS (Linux >= 4.0), so the next reading is one run's peak."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_rss(pid: int) -> int:
+    """VmHWM: the kernel's exact high-water mark of the resident set, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmHWM in /proc/{pid}/status")
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    size: int
+    rss_size: int
+    chunk_size: int
+    parallel: int
+    timeout: float
+
+
+async def run(options: Options) -> list[str]:
+    lines: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        tmp = Path(tempfile.mkdtemp(prefix="taskdrive-bench-"))
+        stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+
+        binary = temporal_binary()
+        assert binary.is_file(), f"no temporal CLI at {binary}"
+        temporal = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(binary),
+            search_attributes=SEARCH_ATTRIBUTES,
+            dev_server_log_level="warn",
+            dev_server_extra_args=["--ui-disable-news-fetch"],
+        )
+        stack.push_async_callback(temporal.shutdown)
+        postgres = await asyncio.to_thread(
+            load_pgserver().get_server, tmp / "pgdata", cleanup_mode="delete"
+        )
+        stack.callback(postgres.cleanup)
+
+        settings = Settings(
+            data_dir=tmp / "data",
+            database_url=SecretStr(str(postgres.get_uri())),
+            temporal_address=temporal.client.service_client.config.target_host,
+            task_queue_prefix=f"bench-{uuid.uuid4().hex[:8]}",
+        )
+        await asyncio.to_thread(upgrade, settings)
+        _ = settings.signing_key  # created once here, before two processes race to create it
+        env = child_env(settings)
+        log_level = settings.log_level.lower()
+        api_port, baseline_port = free_port(), free_port()
+        logs = tmp / "logs"
+
+        worker = ManagedProcess(["worker"], env, logs / "worker.log").start()
+        stack.callback(_stop, worker)
+        api = ManagedProcess(["api", "--port", str(api_port)], env, logs / "api.log").start()
+        stack.callback(_stop, api)
+        baseline = BaselineProcess(
+            ["--host", HOST, "--port", str(baseline_port), "--log-level", log_level],
+            {**env, "BENCH_BASELINE_DIR": str(tmp / "baseline")},
+            logs / "baseline.log",
+        ).start()
+        stack.callback(_stop, baseline)
+        api_base, baseline_base = f"http://{HOST}:{api_port}", f"http://{HOST}:{baseline_port}"
+        try:
+            await asyncio.to_thread(api.wait_http_ok, f"{api_base}/health", READY_TIMEOUT)
+            await asyncio.to_thread(baseline.wait_http_ok, f"{baseline_base}/health", READY_TIMEOUT)
+            async with asyncio.timeout(options.timeout):
+                lines = await measure(options, settings, api, api_base, baseline_base)
+        except BaseException:
+            for name, process in (("worker", worker), ("api", api), ("baseline", baseline)):
+                print(f"--- {name} log (end) ---\n{process.log_tail(30)}", file=sys.stderr)
+            raise
+    return lines
+
+
+async def measure(
+    options: Options, settings: Settings, api: ManagedProcess, api_base: str, baseline_base: str
+) -> list[str]:
+    size, chunk, parallel = options.size, options.chunk_size, options.parallel
+    # A fresh account per upload: no upload ever meets another's file or task.
+    headers = {"Authorization": f"Bearer {issue_token(settings, uuid.uuid4())}"}
+    limits = httpx.Limits(max_connections=parallel, max_keepalive_connections=parallel)
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=limits, trust_env=False) as client:
+
+        async def on_api(payload_size: int, *, multipart: bool) -> tuple[float, int]:
+            """MB/s and peak RSS of one upload through the API."""
+            payload = Payload.random(payload_size, chunk)
+            peak_rss_reset(api.pid)
+            seconds = await api_upload(
+                client, api_base, headers, payload, parallel=parallel, multipart=multipart
+            )
+            if api.poll() is not None:
+                raise BenchError(f"the API exited with {api.poll()}")
+            return payload_size / seconds / MB, peak_rss(api.pid)
+
+        async def on_baseline(payload_size: int) -> float:
+            payload = Payload.random(payload_size, chunk)
+            seconds = await baseline_upload(
+                client, baseline_base, headers, payload, parallel=parallel
+            )
+            return payload_size / seconds / MB
+
+        # Warm-up: connections, imports and code paths (multipart too), the first workflow.
+        warm = min(size, 4 * chunk)
+        await on_baseline(warm)
+        await on_api(warm, multipart=False)
+        await on_api(warm, multipart=True)
+
+        _, small_peak = await on_api(options.rss_size, multipart=False)
+        # Each comparison pairs the API with a baseline measured right before it, so both see
+        # the same state of the disk and the page cache.
+        multipart_base = await on_baseline(size)
+        multipart_rate, multipart_peak = await on_api(size, multipart=True)
+        raw_base = await on_baseline(size)
+        raw_rate, raw_peak = await on_api(size, multipart=False)
+
+    mib = size // MiB
+    return [
+        f"upload: {mib} MiB in {chunk // MiB} MiB chunks, {parallel} in flight, local pool, "
+        f"create to Completed (hash verified)",
+        f"api peak RSS (VmHWM): {options.rss_size // MiB} MiB upload {small_peak / MiB:.1f} MiB, "
+        f"{mib} MiB upload {raw_peak / MiB:.1f} MiB, {mib} MiB multipart "
+        f"{multipart_peak / MiB:.1f} MiB",
+        f"multipart/form-data: api {multipart_rate:.1f} MB/s, baseline {multipart_base:.1f} MB/s, "
+        f"ratio {multipart_rate / multipart_base:.2f}",
+        f"upload: api {raw_rate:.1f} MB/s, baseline {raw_base:.1f} MB/s, "
+        f"ratio {raw_rate / raw_base:.2f}",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Upload throughput: the API vs a bare endpoint.")
+    parser.add_argument("--size-mib", type=int, default=1024, help="upload size (default 1024)")
+    parser.add_argument(
+        "--rss-mib", type=int, default=256, help="the smaller upload whose peak RSS is compared"
+    )
+    parser.add_argument("--chunk-mib", type=int, default=8)
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="bound on the measurements, seconds"
+    )
+    args = parser.parse_args()
+    options = Options(
+        size=args.size_mib * MiB,
+        rss_size=min(args.rss_mib, args.size_mib) * MiB,
+        chunk_size=args.chunk_mib * MiB,
+        parallel=args.parallel,
+        timeout=args.timeout,
+    )
+
+    async def main_task() -> list[str]:
+        # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers are stopped too.
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await run(options)
+
+    for line in asyncio.run(main_task()):
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
