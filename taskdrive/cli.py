@@ -12,7 +12,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import FrameType
 
 from pydantic import SecretStr, ValidationError
@@ -94,7 +95,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 # --- up --------------------------------------------------------------------------------------
 
 
-def temporal_embedded(environ: dict[str, str] | os._Environ[str]) -> bool:
+def temporal_embedded(environ: Mapping[str, str]) -> bool:
+    """Whether `up` starts the Temporal dev server (see TEMPORAL_EMBEDDED_ENV)."""
     raw = environ.get(TEMPORAL_EMBEDDED_ENV, "").strip().lower()
     if not raw:
         return "TASKDRIVE_TEMPORAL_ADDRESS" not in environ
@@ -163,18 +165,30 @@ def _wait_api(
     return False
 
 
-def _banner(settings: Settings, embedded_temporal: bool, embedded_postgres: bool) -> str:
-    api = f"http://{settings.api_host}:{settings.api_port}"
+def _api_base(settings: Settings) -> str:
+    host = settings.api_host
+    return (
+        f"http://[{host}]:{settings.api_port}"
+        if ":" in host
+        else f"http://{host}:{settings.api_port}"
+    )
+
+
+def _banner(settings: Settings, plan: _Plan) -> str:
+    api = _api_base(settings)
     lines = [
         "",
         "taskdrive is up",
         f"  API              {api}   (docs at {api}/docs)",
     ]
-    if embedded_temporal:
-        lines.append(f"  Temporal Web UI  http://127.0.0.1:{settings.temporal_ui_port}")
+    if plan.temporal:
+        host = settings.temporal_address.rpartition(":")[0]
+        if host in ("0.0.0.0", "[::]", ""):  # bound to every interface
+            host = "127.0.0.1"
+        lines.append(f"  Temporal Web UI  http://{host}:{settings.temporal_ui_port}")
     else:
         lines.append(f"  Temporal         {settings.temporal_address} (external)")
-    lines.append(f"  Postgres         {'embedded' if embedded_postgres else 'external'}")
+    lines.append(f"  Postgres         {'embedded' if plan.postgres else 'external'}")
     lines += [
         f"  data folder      {settings.data_dir}",
         "  a token          .venv/bin/taskdrive token --account "
@@ -187,17 +201,18 @@ def _banner(settings: Settings, embedded_temporal: bool, embedded_postgres: bool
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    stop = _Stop()
+    stop.install()  # first: from here on a signal is an orderly stop
     from taskdrive import embedded
 
     settings = load_settings()
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    embedded_temporal = temporal_embedded(os.environ)
-    embedded_postgres = settings.database_url is None
-    stop = _Stop()
-    stop.install()
-
+    # Every readiness probe and Alembic's plugin setup would log a line at INFO.
+    for noisy in ("httpx", "alembic.runtime.plugins"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    plan = _Plan(temporal=temporal_embedded(os.environ), postgres=settings.database_url is None)
     data_dir = settings.data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"data_dir": data_dir})
@@ -205,40 +220,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     _ = settings.signing_key
 
     cleanups: list[tuple[str, Callable[[], None]]] = []  # run in reverse order
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
     failed = False
     try:
-        if embedded_postgres:
-            log.info("starting Postgres in %s", data_dir / "postgres")
-            # Registered before the start so that a failed start is cleaned up too.
-            cleanups.append(("postgres", lambda: embedded.stop_postgres(data_dir / "postgres")))
-            url, _ = embedded.start_postgres(data_dir)
-            settings = settings.model_copy(update={"database_url": SecretStr(url)})
-        stop.check()
-        if embedded_temporal:
-            log.info("starting the Temporal dev server on %s", settings.temporal_address)
-            temporal = embedded.start_temporal(settings, cancelled=stop.is_set)
-            cleanups.append(("temporal", lambda: embedded.stop_process(temporal, "temporal")))
-        stop.check()
-
-        log.info("migrating the database")
-        from taskdrive.db.migrate import upgrade
-
-        upgrade(settings)
-        stop.check()
-
-        cleanups.append(("api and worker", lambda: embedded.stop_processes(children)))
-        env = _child_env(settings)
-        for name in ("worker", "api"):
-            # Own process groups: the terminal's Ctrl-C reaches only `up`, which stops the
-            # children in order (API and worker before Temporal and Postgres).
-            children.append(
-                (name, subprocess.Popen(_child_command(name), env=env, process_group=0))
-            )
-
-        api_url = f"http://{settings.api_host}:{settings.api_port}/health"
-        if _wait_api(api_url, children, stop):
-            print(_banner(settings, embedded_temporal, embedded_postgres), flush=True)
+        settings = _start_services(settings, plan, stop, cleanups)
+        children = _start_children(settings, cleanups)
+        if _wait_api(f"{_api_base(settings)}/health", children, stop):
+            print(_banner(settings, plan), flush=True)
         failed = _supervise(children, stop)
     except (_Interrupted, embedded.StartCancelled):
         pass  # a signal while starting: the cleanup below is the answer
@@ -246,20 +233,82 @@ def cmd_up(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         failed = True
     except Exception:
-        log.exception("taskdrive up failed")
-        failed = True
+        if stop.is_set():
+            # Ctrl-C also reaches the helpers `up` runs in its own group (initdb, pg_ctl).
+            log.info("interrupted while starting")
+        else:
+            log.exception("taskdrive up failed")
+            failed = True
     finally:
         if stop.signal_name:
             log.info("%s received; stopping", stop.signal_name)
-        for name, cleanup in reversed(cleanups):
-            log.info("stopping %s", name)
-            try:
-                cleanup()
-            except Exception:
-                log.exception("stopping %s failed", name)
-                failed = True
+        failed = _run_cleanups(cleanups) or failed
     log.info("stopped")
     return 1 if failed else 0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Which services `up` embeds (the others are external)."""
+
+    temporal: bool
+    postgres: bool
+
+
+def _start_services(
+    settings: Settings, plan: _Plan, stop: _Stop, cleanups: list[tuple[str, Callable[[], None]]]
+) -> Settings:
+    """Postgres, Temporal, migrations; returns the settings the children get. Every started
+    service registers its stop in ``cleanups`` (Postgres before it starts, so even a failed
+    start is cleaned up)."""
+    from taskdrive import embedded
+    from taskdrive.db.migrate import upgrade
+
+    if plan.postgres:
+        pgdata = settings.data_dir / "postgres"
+        log.info("starting Postgres in %s", pgdata)
+        cleanups.append(("postgres", lambda: embedded.stop_postgres(pgdata)))
+        url, _ = embedded.start_postgres(settings.data_dir)
+        settings = settings.model_copy(update={"database_url": SecretStr(url)})
+    stop.check()
+    if plan.temporal:
+        log.info("starting the Temporal dev server on %s", settings.temporal_address)
+        temporal = embedded.start_temporal(settings, cancelled=stop.is_set)
+        cleanups.append(("temporal", lambda: embedded.stop_process(temporal, "temporal")))
+    stop.check()
+    log.info("migrating the database")
+    upgrade(settings)
+    stop.check()
+    return settings
+
+
+def _start_children(
+    settings: Settings, cleanups: list[tuple[str, Callable[[], None]]]
+) -> list[tuple[str, subprocess.Popen[bytes]]]:
+    from taskdrive import embedded
+
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    cleanups.append(("api and worker", lambda: embedded.stop_processes(children)))
+    env = _child_env(settings)
+    for name in ("worker", "api"):
+        # Own process groups: the terminal's Ctrl-C reaches only `up`, which stops the
+        # children in order (API and worker before Temporal and Postgres).
+        process = subprocess.Popen(_child_command(name), env=env, process_group=0)
+        children.append((name, process))
+    return children
+
+
+def _run_cleanups(cleanups: list[tuple[str, Callable[[], None]]]) -> bool:
+    """Stop what was started, newest first; True if a stop failed."""
+    failed = False
+    for name, cleanup in reversed(cleanups):
+        log.info("stopping %s", name)
+        try:
+            cleanup()
+        except Exception:
+            log.exception("stopping %s failed", name)
+            failed = True
+    return failed
 
 
 def _supervise(children: Sequence[tuple[str, subprocess.Popen[bytes]]], stop: _Stop) -> bool:

@@ -40,6 +40,7 @@ class StartCancelled(Exception):
 
 
 def load_pgserver() -> Any:
+    """The pgserver module (untyped), imported quietly."""
     # platformdirs warns at pgserver's import time when XDG_RUNTIME_DIR is unset (containers,
     # CI); the fallback it picks is fine, so the warning is only noise on the console.
     with warnings.catch_warnings():
@@ -132,7 +133,7 @@ def _pgdata_owner(pgdata: Path) -> str | None:
 def _alive(process: Any) -> bool:
     """psutil's is_running() holds for a zombie too; an exited, unreaped postmaster (its parent
     is init, which may be slow or absent in a container) has stopped all the same."""
-    import psutil  # type: ignore[import-untyped]  # no stubs in the lock (types-psutil)
+    import psutil
 
     try:
         return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)

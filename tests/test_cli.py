@@ -149,6 +149,7 @@ def test_up_runs_the_system_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     up, ports = start_up(data_dir, tmp_path / "up-1.log")
     with up:
         up.wait_http_ok(f"http://127.0.0.1:{ports['api']}/health")
+        up.wait_log("taskdrive is up")  # the banner, printed once the API answers
         ui = httpx.get(f"http://127.0.0.1:{ports['ui']}/", timeout=30)
         assert ui.status_code == 200
         up.remember_descendants()
@@ -161,7 +162,6 @@ def test_up_runs_the_system_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         up.send_group(signal.SIGINT)  # what Ctrl-C in the terminal does
 
         assert up.wait() == 0, up.log_tail()
-        assert "taskdrive is up" in up.log()
         assert_nothing_left(up)
 
     # A second run picks up the data folder: same signing key, same database and Temporal state.

@@ -6,7 +6,7 @@ import uuid
 
 import boto3
 import httpx
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from taskdrive.settings import Settings
 from taskdrive.tasktypes import upload as up
@@ -108,3 +108,18 @@ async def test_an_inactive_upload_expires_and_loses_its_staging(
         after = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
         assert len(staged - after) == 1
         assert_error(await send_chunk(api, headers, upload, 1), 410, "TASK_GONE")
+
+
+async def test_cancellation_requested_in_temporal_cleans_up_like_the_signal(
+    api: httpx.AsyncClient, account: Account, temporal_client: Client, settings: Settings
+) -> None:
+    _, headers = account
+    upload = await create(api, headers, random_bytes(2000), chunk_size=1000)
+    await send_chunks(api, headers, upload, [1])
+    staged = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
+    handle = temporal_client.get_workflow_handle(upload.task_id)
+    await handle.cancel()
+    await wait_for_status(api, headers, upload.task_id, "Cancelled")
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    after = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
+    assert len(staged - after) == 1
