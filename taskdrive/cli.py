@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 
@@ -24,10 +24,7 @@ log = logging.getLogger("taskdrive.up")
 
 # `up` starts the Temporal dev server unless TASKDRIVE_TEMPORAL_ADDRESS names a cluster; this
 # forces the choice either way (1: a dev server on TASKDRIVE_TEMPORAL_ADDRESS, 0: no dev server).
-TEMPORAL_EMBEDDED_ENV = "TASKDRIVE_TEMPORAL_EMBEDDED"
 API_READY_SECONDS = 60.0
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 class UsageError(Exception):
@@ -93,18 +90,6 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 # --- up --------------------------------------------------------------------------------------
-
-
-def temporal_embedded(environ: Mapping[str, str]) -> bool:
-    """Whether `up` starts the Temporal dev server (see TEMPORAL_EMBEDDED_ENV)."""
-    raw = environ.get(TEMPORAL_EMBEDDED_ENV, "").strip().lower()
-    if not raw:
-        return "TASKDRIVE_TEMPORAL_ADDRESS" not in environ
-    if raw in TRUE_WORDS:
-        return True
-    if raw in FALSE_WORDS:
-        return False
-    raise UsageError(f"{TEMPORAL_EMBEDDED_ENV}={raw!r}: expected 1 or 0")
 
 
 class _Stop:
@@ -212,7 +197,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     # Every readiness probe and Alembic's plugin setup would log a line at INFO.
     for noisy in ("httpx", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    plan = _Plan(temporal=temporal_embedded(os.environ), postgres=settings.database_url is None)
+    plan = _Plan(temporal=settings.starts_embedded_temporal, postgres=settings.database_url is None)
     data_dir = settings.data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"data_dir": data_dir})

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
 
     # Temporal
     temporal_address: str = Field(default="127.0.0.1:7233", description="Temporal frontend.")
+    temporal_embedded: bool | None = Field(
+        default=None,
+        description="Whether `taskdrive up` starts the Temporal dev server; by default it does "
+        "unless TASKDRIVE_TEMPORAL_ADDRESS is set.",
+    )
     temporal_namespace: str = "default"
     temporal_ui_port: int = Field(default=8233, description="Web UI port of the embedded server.")
     task_queue_prefix: str = Field(
@@ -160,6 +165,12 @@ class Settings(BaseSettings):
             tmp.chmod(0o600)
             tmp.replace(path)
         return path.read_text().strip()
+
+    @property
+    def starts_embedded_temporal(self) -> bool:
+        if self.temporal_embedded is not None:
+            return self.temporal_embedded
+        return "temporal_address" not in self.model_fields_set
 
     def task_queue(self, category: str) -> str:
         return f"{self.task_queue_prefix}-{category}"

@@ -241,15 +241,16 @@ async def upload_chunk(
         raise _size_mismatch(chunk_index, expected, int(declared))
     # The lock lives as long as this transaction: one writer per chunk, and a crashed process
     # never leaves a chunk claimed.
-    if not await ledger.try_lock_chunk(session, task_id, chunk_index):
+    claim = await ledger.claim_chunk(session, task_id, chunk_index)
+    if claim == ledger.ChunkClaim.STORED:
+        raise TaskdriveError(
+            ErrorCode.CHUNK_ALREADY_UPLOADED, "chunk already uploaded", chunkIndex=chunk_index
+        )
+    if claim == ledger.ChunkClaim.BUSY:
         raise TaskdriveError(
             ErrorCode.CHUNK_IN_PROGRESS,
             "this chunk is being uploaded by another request",
             chunkIndex=chunk_index,
-        )
-    if await ledger.chunk_stored(session, task_id, chunk_index):
-        raise TaskdriveError(
-            ErrorCode.CHUNK_ALREADY_UPLOADED, "chunk already uploaded", chunkIndex=chunk_index
         )
     pool = services.pools.get(upload.pool_id)
     try:

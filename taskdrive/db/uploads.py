@@ -6,8 +6,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 
-from sqlalchemy import ColumnElement, and_, func, select, text, update
+from sqlalchemy import ColumnElement, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskdrive.auth import Principal
@@ -45,24 +46,30 @@ def chunk_lock_key(task_id: str, index: int) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
-async def try_lock_chunk(session: AsyncSession, task_id: str, index: int) -> bool:
-    """Takes the chunk's transaction-scoped lock; False when another request holds it.
+class ChunkClaim(Enum):
+    CLAIMED = "claimed"
+    STORED = "stored"
+    BUSY = "busy"
+
+
+async def claim_chunk(session: AsyncSession, task_id: str, index: int) -> ChunkClaim:
+    """Takes the chunk's transaction-scoped lock, then checks the ledger.
 
     The lock dies with the transaction, so a crashed API process never leaves a chunk claimed.
+    The check is a statement of its own: its snapshot must postdate the lock, or a chunk
+    committed by the previous holder could go unseen and be written twice.
     """
     locked = await session.scalar(
         text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": chunk_lock_key(task_id, index)}
     )
-    return bool(locked)
-
-
-async def chunk_stored(session: AsyncSession, task_id: str, index: int) -> bool:
-    found = await session.scalar(
+    stored = await session.scalar(
         select(UploadChunk.chunk_index).where(
             UploadChunk.task_id == task_id, UploadChunk.chunk_index == index
         )
     )
-    return found is not None
+    if stored is not None:
+        return ChunkClaim.STORED
+    return ChunkClaim.CLAIMED if locked else ChunkClaim.BUSY
 
 
 @dataclass(frozen=True)
@@ -73,19 +80,18 @@ class LedgerTotals:
 
 
 async def record_chunk(session: AsyncSession, task_id: str, index: int, size: int) -> LedgerTotals:
-    """Records a durable chunk and bumps the upload's totals; call with the chunk lock held."""
-    session.add(UploadChunk(task_id=task_id, chunk_index=index, size=size))
-    await session.flush()
+    """Records a durable chunk and bumps the upload's totals; call with the chunk claimed."""
     row = (
         await session.execute(
-            update(Upload)
-            .where(Upload.task_id == task_id)
-            .values(
-                chunks_uploaded=Upload.chunks_uploaded + 1,
-                bytes_uploaded=Upload.bytes_uploaded + size,
-                last_activity=func.clock_timestamp(),
-            )
-            .returning(Upload.chunks_uploaded, Upload.bytes_uploaded, Upload.last_activity)
+            text(
+                "WITH stored AS (INSERT INTO upload_chunks (task_id, chunk_index, size)"
+                " VALUES (:task_id, :index, :size) RETURNING size)"
+                " UPDATE uploads SET chunks_uploaded = chunks_uploaded + 1,"
+                " bytes_uploaded = bytes_uploaded + (SELECT size FROM stored),"
+                " last_activity = clock_timestamp() WHERE task_id = :task_id"
+                " RETURNING chunks_uploaded, bytes_uploaded, last_activity"
+            ),
+            {"task_id": task_id, "index": index, "size": size},
         )
     ).one()
     return LedgerTotals(row[0], row[1], row[2])
