@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
+from typing import NoReturn
 
 from pydantic import SecretStr, ValidationError
 
@@ -70,7 +71,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import worker  # the repository's worker.py; heavy imports, so only for this command
 
     worker.main()
-    return 0
+    exit_skipping_finalization(0)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -86,7 +87,20 @@ def cmd_api(args: argparse.Namespace) -> int:
         # Ctrl-C should not wait long on open connections (WebSockets, slow uploads).
         timeout_graceful_shutdown=3,
     )
-    return 0
+    exit_skipping_finalization(0)
+
+
+def exit_skipping_finalization(code: int) -> NoReturn:
+    """Exits once everything is shut down, skipping interpreter finalization.
+
+    The Temporal SDK's core threads can outlive finalization and abort the process with
+    "PyGILState_Release ... finalizing" (temporalio/sdk-python#300); by now workers, clients,
+    pools and engines are closed, so there is nothing left for finalization to do.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # --- up --------------------------------------------------------------------------------------
