@@ -150,25 +150,6 @@ async def create_upload(
                 occurred_at=now.isoformat(),
             ),
         )
-        session.add(
-            Upload(
-                task_id=task_id,
-                account_id=principal.account_id,
-                file_id=file_id,
-                file_name=body.file_name,
-                file_size=body.file_size,
-                content_type=body.content_type,
-                hash=body.hash,
-                chunk_size=chunk_size,
-                chunks_count=chunks_count,
-                pool_id=pool_id,
-                bundle_id=body.bundle_id,
-                expired_at=body.expired_at,
-                storage_key=key,
-                multipart_upload_id=target.upload_id,
-            )
-        )
-        await session.flush()
         spec = up.UploadSpec(
             header=header,
             file_id=str(file_id),
@@ -186,6 +167,8 @@ async def create_upload(
             stale_after_seconds=settings.upload_stale_threshold_seconds,
             heartbeat_timeout_seconds=settings.activity_heartbeat_timeout_seconds,
         )
+        session.add(_upload_row(spec, body.expired_at))
+        await session.flush()
         # Rows first, then the workflow, then commit: the workflow's first projection write waits
         # on these rows, and a failed start leaves nothing behind.
         await client.start_workflow(
@@ -209,6 +192,25 @@ async def create_upload(
         raise
     return CreateUploadResponse(
         file_exists=False, task_id=task_id, chunk_size=chunk_size, chunks_count=chunks_count
+    )
+
+
+def _upload_row(spec: up.UploadSpec, expired_at: datetime | None) -> Upload:
+    return Upload(
+        task_id=spec.header.task_id,
+        account_id=uuid.UUID(spec.header.account_id),
+        file_id=uuid.UUID(spec.file_id),
+        file_name=spec.file_name,
+        file_size=spec.file_size,
+        content_type=spec.content_type,
+        hash=spec.hash,
+        chunk_size=spec.chunk_size,
+        chunks_count=spec.chunks_count,
+        pool_id=uuid.UUID(spec.pool_id),
+        bundle_id=uuid.UUID(spec.bundle_id) if spec.bundle_id else None,
+        expired_at=expired_at,
+        storage_key=spec.storage_key,
+        multipart_upload_id=spec.multipart_upload_id,
     )
 
 

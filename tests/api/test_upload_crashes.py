@@ -7,12 +7,10 @@ import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
 from temporalio.client import Client
 
-from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
-from tests.fixtures.app import api_client
+from tests.fixtures.app import api_client, files_with_hash
 from tests.fixtures.processes import child_env, free_port, taskdrive_process
 from tests.uploading import complete, create, random_bytes, send_chunks, sha256, wait_for_status
 
@@ -93,13 +91,7 @@ async def test_a_worker_killed_during_assembly_is_replaced_and_the_file_is_whole
         download = await api.get(f"/api/files/{view['fileId']}", headers=headers)
         assert sha256(download.content) == sha256(data)
 
-    engine = create_engine(database_url(settings))
-    with engine.connect() as conn:
-        files = conn.execute(
-            text("SELECT count(*) FROM files WHERE hash = :h"), {"h": sha256(data)}
-        ).scalar_one()
-    engine.dispose()
-    assert files == 1
+    assert files_with_hash(settings, sha256(data)) == 1
     attempts = [
         event.activity_task_started_event_attributes.attempt
         async for event in temporal_client.get_workflow_handle(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import boto3
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
@@ -12,6 +11,7 @@ from taskdrive.settings import Settings
 from taskdrive.tasktypes import upload as up
 from tests.api.test_upload_rules import assert_error
 from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir
+from tests.fixtures.s3 import s3_client
 from tests.uploading import complete, create, random_bytes, send_chunk, send_chunks, wait_for_status
 
 Account = tuple[uuid.UUID, dict[str, str]]
@@ -74,13 +74,7 @@ async def test_cancel_through_temporal_aborts_the_s3_multipart_upload(
         api, headers, random_bytes(6 * MiB), chunk_size=5 * MiB, pool_id=S3_POOL_ID
     )
     await send_chunks(api, headers, upload, [1])
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = s3_client(s3_endpoint)
 
     def open_uploads() -> set[str]:
         listing = s3.list_multipart_uploads(Bucket=s3_bucket)

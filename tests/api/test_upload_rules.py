@@ -6,11 +6,9 @@ import asyncio
 import uuid
 
 import httpx
-from sqlalchemy import create_engine, text
 
-from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
-from tests.fixtures.app import local_pool_dir
+from tests.fixtures.app import files_with_hash, local_pool_dir
 from tests.uploading import complete, create, random_bytes, send_chunk, send_chunks, sha256
 
 Account = tuple[uuid.UUID, dict[str, str]]
@@ -68,13 +66,7 @@ async def test_a_hash_mismatch_fails_the_task_and_leaves_nothing(
     task = (await api.get(f"/api/files/upload/resume/{upload.task_id}", headers=headers)).json()
     assert task["status"] == "Failed"
     assert task["errorCode"] == "HASH_MISMATCH"
-    engine = create_engine(database_url(settings))
-    with engine.connect() as conn:
-        files = conn.execute(
-            text("SELECT count(*) FROM files WHERE hash = :h"), {"h": sha256(data)}
-        ).scalar_one()
-    engine.dispose()
-    assert files == 0
+    assert files_with_hash(settings, sha256(data)) == 0
     pool = local_pool_dir(settings)
     leftovers = [p for p in pool.rglob("*") if p.is_file() and upload.task_id in p.name]
     assert leftovers == []
