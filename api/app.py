@@ -10,8 +10,9 @@ from fastapi import FastAPI
 
 from api import errors
 from api.deps import Services
-from api.routes import files, health, upload_tasks, uploads
-from taskdrive.db.engine import make_engine, make_sessionmaker
+from api.events import EventHub
+from api.routes import events, files, health, upload_tasks, uploads
+from taskdrive.db.engine import make_engine, make_sessionmaker, psycopg_dsn
 from taskdrive.pools import PoolRegistry
 from taskdrive.settings import Settings, load_settings
 
@@ -30,11 +31,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             engine=engine,
             sessions=make_sessionmaker(engine),
             pools=PoolRegistry.from_settings(settings),
+            events=EventHub(psycopg_dsn(settings)),
         )
         app.state.services = services
         try:
             yield
         finally:
+            await services.events.close()
             await services.pools.close()
             await engine.dispose()
 
@@ -45,6 +48,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, uploads, upload_tasks, files):
+    for module in (health, uploads, upload_tasks, files, events):
         app.include_router(module.router)
     return app

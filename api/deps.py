@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from api.events import EventHub
 from taskdrive.auth import InvalidToken, Principal, verify_token
 from taskdrive.errors import ErrorCode, TaskdriveError
 from taskdrive.pools import PoolRegistry
@@ -25,6 +26,7 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     pools: PoolRegistry
+    events: EventHub
     _client: Client | None = None
     _client_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

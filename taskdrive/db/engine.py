@@ -21,6 +21,11 @@ def database_url(settings: Settings) -> str:
     return url
 
 
+def psycopg_dsn(settings: Settings) -> str:
+    """The database URL as plain psycopg takes it (for LISTEN, outside SQLAlchemy)."""
+    return database_url(settings).replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def make_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         database_url(settings),

@@ -10,7 +10,7 @@ import httpx
 import psycopg
 from sqlalchemy import create_engine, text
 
-from taskdrive.db.engine import database_url
+from taskdrive.db.engine import database_url, psycopg_dsn
 from taskdrive.db.projection import NOTIFY_CHANNEL
 from taskdrive.settings import Settings
 from tests.uploading import complete, create, random_bytes, send_chunks
@@ -36,7 +36,7 @@ async def test_transitions_are_recorded_and_notified_in_order(
     api: httpx.AsyncClient, account: tuple[uuid.UUID, dict[str, str]], settings: Settings
 ) -> None:
     account_id, headers = account
-    dsn = database_url(settings).replace("postgresql+psycopg://", "postgresql://")
+    dsn = psycopg_dsn(settings)
     notes: list[dict[str, object]] = []
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener:
         await listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
