@@ -5,25 +5,67 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
 
 from temporalio import activity
 
-from taskdrive.pools import Pool
+from taskdrive.pools import ObjectNotFound, Pool
+from taskdrive.pools.base import LocalFiles
+
+# One thread hop reads and hashes a block this large (hashlib releases the GIL meanwhile).
+BLOCK = 8 * 1024 * 1024
 
 
 async def sha256_of(pool: Pool, key: str, *, max_bytes_per_second: int = 0) -> tuple[str, int]:
-    """Returns (hex digest, size). Heartbeats ``{"offset": n}`` after every piece read."""
+    """Returns (hex digest, size). Heartbeats ``{"offset": n}`` after every block."""
     digest = hashlib.sha256()
     offset = 0
     started = time.monotonic()
-    async for piece in pool.read(key):
-        # hashlib releases the GIL on large buffers: hash off the event loop so heartbeats and
-        # other activities of this worker keep running.
-        await asyncio.to_thread(digest.update, piece)
-        offset += len(piece)
+    blocks = _file_blocks(pool.object_path(key), digest) if isinstance(pool, LocalFiles) else None
+    async for length in blocks or _streamed_blocks(pool, key, digest):
+        offset += length
         activity.heartbeat({"offset": offset})
         if max_bytes_per_second:
             ahead = offset / max_bytes_per_second - (time.monotonic() - started)
             if ahead > 0:
                 await asyncio.sleep(ahead)
     return digest.hexdigest(), offset
+
+
+async def _file_blocks(path: Path, digest: hashlib._Hash) -> AsyncIterator[int]:
+    def read_and_hash(file: BinaryIO) -> int:
+        block = file.read(BLOCK)
+        digest.update(block)
+        return len(block)
+
+    try:
+        file = await asyncio.to_thread(path.open, "rb")
+    except FileNotFoundError as exc:
+        raise ObjectNotFound(str(path)) from exc
+    try:
+        while length := await asyncio.to_thread(read_and_hash, file):
+            yield length
+    finally:
+        file.close()
+
+
+async def _streamed_blocks(pool: Pool, key: str, digest: hashlib._Hash) -> AsyncIterator[int]:
+    pending: list[bytes] = []
+    size = 0
+    async for piece in pool.read(key):
+        pending.append(piece)
+        size += len(piece)
+        if size >= BLOCK:
+            await asyncio.to_thread(_update, digest, pending)
+            yield size
+            pending, size = [], 0
+    if pending:
+        await asyncio.to_thread(_update, digest, pending)
+        yield size
+
+
+def _update(digest: hashlib._Hash, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        digest.update(piece)

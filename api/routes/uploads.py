@@ -38,6 +38,7 @@ from taskdrive.temporal import SA_ACCOUNT_ID, SA_STATUS, SA_TASK_TYPE
 router = APIRouter(prefix="/api/files/upload", tags=["uploads"])
 log = logging.getLogger("taskdrive.api.uploads")
 
+PROGRESS_STEPS = 20  # task.progress every 5%
 TaskIdPath = Annotated[str, Path(max_length=64)]
 
 
@@ -264,11 +265,12 @@ async def upload_chunk(
     totals = await ledger.record_chunk(session, task_id, chunk_index, size)
     await session.commit()
 
-    before = math.floor(100 * (totals.bytes_uploaded - size) / upload.file_size)
-    after = math.floor(100 * totals.bytes_uploaded / upload.file_size)
+    before = math.floor((totals.bytes_uploaded - size) / upload.file_size * PROGRESS_STEPS)
+    after = math.floor(totals.bytes_uploaded / upload.file_size * PROGRESS_STEPS)
     if after != before or totals.chunks_uploaded in (1, upload.chunks_count):
-        # Progress steps only: a whole percent, the first and the last chunk. The ledger holds
-        # every chunk; the workflow needs just enough to report progress and keep the upload alive.
+        # Progress steps only (every 5%, the first and the last chunk), as seed 000's
+        # task.progress: the ledger holds every chunk, the workflow needs just enough to report
+        # progress and keep the upload alive, and each signal costs Temporal a workflow task.
         progress = up.ChunkProgress(
             totals.chunks_uploaded,
             totals.bytes_uploaded,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
@@ -96,3 +97,12 @@ class Pool(Protocol):
 
     async def close(self) -> None:
         """Releases clients and connections."""
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """Optional capability: the pool's objects are files on this machine, so readers that
+    stream whole objects (hashing) can read them directly in large blocks."""
+
+    def object_path(self, key: str) -> Path:
+        """The file holding the object at ``key``; it may not exist."""
