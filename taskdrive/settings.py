@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from functools import cached_property
@@ -125,8 +126,6 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_pools(cls, data: object) -> object:
         if isinstance(data, dict) and isinstance(data.get("pools"), str):
-            import json
-
             raw = data["pools"].strip()
             data = {**data, "pools": json.loads(raw) if raw else []}
         return data

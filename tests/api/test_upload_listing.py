@@ -8,7 +8,7 @@ import httpx
 
 from tests.api.test_upload_rules import assert_error
 from tests.fixtures.app import Auth
-from tests.uploading import complete, create, random_bytes, send_chunks, wait_for_status
+from tests.uploading import complete, create, random_bytes, send_chunks, sha256, wait_for_status
 
 
 async def test_another_account_sees_nothing_and_an_admin_sees_all(
@@ -40,16 +40,10 @@ async def test_another_account_sees_nothing_and_an_admin_sees_all(
     # A stranger uploading the same bytes does not get the owner's file.
     other = await api.post(
         "/api/files/upload/create",
-        json={"fileName": "x", "fileSize": 500, "contentType": "x/y", "hash": upload_hash(data)},
+        json={"fileName": "x", "fileSize": 500, "contentType": "x/y", "hash": sha256(data)},
         headers=auth(stranger),
     )
     assert other.json()["fileExists"] is False
-
-
-def upload_hash(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 async def test_listing_filters_sorts_and_pages(api: httpx.AsyncClient, auth: Auth) -> None:
