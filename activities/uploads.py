@@ -62,11 +62,19 @@ class UploadActivities:
                 type="UPLOAD_NOT_FOUND",
                 non_retryable=True,
             ) from exc
-        digest, size = await sha256_of(
-            pool,
-            spec.storage_key,
-            max_bytes_per_second=self._settings.assembly_max_bytes_per_second,
-        )
+        async with self._sessions() as session:
+            verified = await session.scalar(
+                select(Upload.verified_hash).where(Upload.task_id == spec.header.task_id)
+            )
+        if verified is not None:
+            # The API hashed every stored chunk in order as it arrived (api.frontier_hash).
+            digest, size = verified, await pool.size(spec.storage_key)
+        else:
+            digest, size = await sha256_of(
+                pool,
+                spec.storage_key,
+                max_bytes_per_second=self._settings.assembly_max_bytes_per_second,
+            )
         if digest != spec.hash or size != spec.file_size:
             await pool.delete(spec.storage_key)
             raise ApplicationError(

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api import errors
 from api.deps import Services
 from api.events import EventHub
+from api.frontier_hash import FrontierHasher
 from api.routes import events, files, health, upload_tasks, uploads
 from taskdrive.db.engine import make_engine, make_sessionmaker, psycopg_dsn
 from taskdrive.pools import PoolRegistry
@@ -26,17 +27,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
+        sessions = make_sessionmaker(engine)
         services = Services(
             settings=settings,
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             pools=PoolRegistry.from_settings(settings),
             events=EventHub(psycopg_dsn(settings)),
+            frontier=FrontierHasher(sessions),
         )
         app.state.services = services
         try:
             yield
         finally:
+            await services.frontier.close()
             await services.events.close()
             await services.pools.close()
             await engine.dispose()

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.events import EventHub
+from api.frontier_hash import FrontierHasher
 from taskdrive.auth import InvalidToken, Principal, verify_token
 from taskdrive.errors import ErrorCode, TaskdriveError
 from taskdrive.pools import PoolRegistry
@@ -27,6 +28,7 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     pools: PoolRegistry
     events: EventHub
+    frontier: FrontierHasher
     _client: Client | None = None
     _client_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -264,6 +264,7 @@ async def upload_chunk(
         raise TaskdriveError(ErrorCode.TASK_GONE, "the upload has ended", taskId=task_id) from exc
     totals = await ledger.record_chunk(session, task_id, chunk_index, size)
     await session.commit()
+    services.frontier.chunk_stored(upload, pool)
 
     before = math.floor((totals.bytes_uploaded - size) / upload.file_size * PROGRESS_STEPS)
     after = math.floor(totals.bytes_uploaded / upload.file_size * PROGRESS_STEPS)
@@ -327,6 +328,7 @@ async def complete_upload(
         )
     # Release the connection before waiting on Temporal.
     await session.close()
+    await services.frontier.settle(upload, services.pools.get(upload.pool_id))
     client = await services.temporal()
     progress = up.ChunkProgress(
         upload.chunks_uploaded, upload.bytes_uploaded, datetime.now(UTC).isoformat()
@@ -373,6 +375,7 @@ async def cancel_upload(
             ErrorCode.INVALID_TASK_STATE, f"a {current} upload cannot be cancelled", status=current
         )
     await session.close()
+    services.frontier.forget(task_id)
     client = await services.temporal()
     reason = up.LifecycleSignal(reason="cancelled by the owner", by=str(principal.account_id))
     await signal(client, task_id, up.SIGNAL_CANCEL, reason, required=True)

@@ -146,6 +146,9 @@ class Upload(Base):
     storage_key: Mapped[str] = mapped_column(String(1024))
     # The S3 multipart upload id; NULL for local pools.
     multipart_upload_id: Mapped[str | None] = mapped_column(String(1024))
+    # SHA-256 of every stored chunk in order, computed by the API as they arrived (local pools):
+    # assembly then checks it instead of reading the whole file again. NULL: not (yet) known.
+    verified_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now()
     last_activity: Mapped[datetime] = _now()
 

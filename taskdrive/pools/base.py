@@ -102,7 +102,11 @@ class Pool(Protocol):
 @runtime_checkable
 class LocalFiles(Protocol):
     """Optional capability: the pool's objects are files on this machine, so readers that
-    stream whole objects (hashing) can read them directly in large blocks."""
+    stream whole objects (hashing) can read them directly in large blocks, and stored chunks
+    of an unfinished upload can be read back."""
 
     def object_path(self, key: str) -> Path:
         """The file holding the object at ``key``; it may not exist."""
+
+    def staging_path(self, key: str) -> Path:
+        """The file an unfinished upload to ``key`` writes its chunks into, at their offsets."""

@@ -8,8 +8,8 @@ import uuid
 import httpx
 import pytest
 
-from taskdrive.settings import DEFAULT_LOCAL_POOL_ID
-from tests.fixtures.app import S3_POOL_ID
+from taskdrive.settings import DEFAULT_LOCAL_POOL_ID, Settings
+from tests.fixtures.app import S3_POOL_ID, verified_hash
 from tests.uploading import complete, create, random_bytes, send_chunks, sha256
 
 MiB = 1024 * 1024
@@ -23,7 +23,11 @@ POOLS = {
 @pytest.mark.parametrize("pool", sorted(POOLS))
 @pytest.mark.parametrize("multipart", [False, True], ids=["raw", "multipart"])
 async def test_out_of_order_parallel_chunks_assemble_into_the_file(
-    api: httpx.AsyncClient, account: tuple[uuid.UUID, dict[str, str]], pool: str, multipart: bool
+    api: httpx.AsyncClient,
+    account: tuple[uuid.UUID, dict[str, str]],
+    settings: Settings,
+    pool: str,
+    multipart: bool,
 ) -> None:
     _, headers = account
     pool_id, chunk_size, size = POOLS[pool]
@@ -39,6 +43,10 @@ async def test_out_of_order_parallel_chunks_assemble_into_the_file(
     assert cloud_file["size"] == size
     assert cloud_file["hash"] == sha256(data)
     assert cloud_file["poolId"] == str(pool_id)
+    # Local chunks are hashed in order as they arrive, so assembly did not read the file again;
+    # S3 parts cannot be read before completion, so there assembly does the hashing.
+    expected = sha256(data) if pool == "local" else None
+    assert verified_hash(settings, upload.task_id) == expected
 
     download = await api.get(f"/api/files/{cloud_file['id']}", headers=headers)
     assert download.status_code == 200
