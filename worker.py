@@ -6,12 +6,16 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import tasktypes  # noqa: F401  # importing it registers every task type
+from activities import runtime
 from activities.projection import ProjectionActivities
+from activities.task_logs import TaskLogSink
 from activities.uploads import UploadActivities
 from taskdrive import registry
 from taskdrive.db.engine import make_engine, make_sessionmaker
@@ -22,27 +26,37 @@ from workflows.upload import UploadWorkflow
 
 log = logging.getLogger("taskdrive.worker")
 
-WORKFLOWS: Sequence[type] = (UploadWorkflow,)
+# Workflows registered apart from ``tasktypes`` (the upload predates the shared lifecycle).
+EXTRA_WORKFLOWS: dict[str, type] = {"FileUpload": UploadWorkflow}
 
 
 def workflows_by_category() -> dict[str, list[type]]:
-    by_name = {getattr(w, "__temporal_workflow_definition").name: w for w in WORKFLOWS}
     grouped: dict[str, list[type]] = {}
     for task_type in registry.TASK_TYPES.values():
-        grouped.setdefault(task_type.category, []).append(by_name[task_type.name])
+        workflow = task_type.workflow or EXTRA_WORKFLOWS[task_type.name]
+        grouped.setdefault(task_type.category, []).append(workflow)
     return grouped
+
+
+def type_activities() -> list[Callable[..., Any]]:
+    return [fn for task_type in registry.TASK_TYPES.values() for fn in task_type.activities]
 
 
 def build_workers(
     settings: Settings, client: Client, activities: Sequence[Callable[..., Any]]
 ) -> list[Worker]:
+    # Each category's queue gets every activity: a type's steps run on its own queue, and the
+    # shared ones (projection) wherever the workflow runs.
     return [
         Worker(
             client,
             task_queue=settings.task_queue(category),
             workflows=workflows,
             activities=activities,
-            max_concurrent_activities=settings.worker_concurrency,
+            max_concurrent_activities=settings.concurrency(category),
+            # Heartbeats carry pause and cancel to a running step: send them at least every
+            # second, so a pause takes effect in about a second, not 80% of the timeout.
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
         )
         for category, workflows in workflows_by_category().items()
     ]
@@ -60,7 +74,15 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         uploads.assemble_upload,
         uploads.discard_upload,
         uploads.upload_last_activity,
+        *type_activities(),
     ]
+    task_logs = TaskLogSink(sessions)
+    task_logs.start()
+    activity_logger = logging.getLogger("temporalio.activity")
+    activity_logger.addHandler(task_logs)
+    if activity_logger.getEffectiveLevel() > logging.INFO:
+        activity_logger.setLevel(logging.INFO)  # task logs keep INFO whatever the console shows
+    runtime.install(runtime.Runtime(settings, sessions, pools, task_logs))
     client = await connect(settings)
     workers = build_workers(settings, client, activities)
     log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
@@ -73,6 +95,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             # interpreter at exit.
             await asyncio.gather(*(worker.shutdown() for worker in workers))
     finally:
+        activity_logger.removeHandler(task_logs)
+        await task_logs.stop()
+        runtime.install(None)
         await pools.close()
         await engine.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,22 +16,47 @@ from taskdrive.pools.base import LocalFiles
 
 # One thread hop reads and hashes a block this large (hashlib releases the GIL meanwhile).
 BLOCK = 8 * 1024 * 1024
+PACE_SLICE = 0.5  # seconds: a paced reader sleeps in slices, heartbeating between them
 
 
 async def sha256_of(pool: Pool, key: str, *, max_bytes_per_second: int = 0) -> tuple[str, int]:
     """Returns (hex digest, size). Heartbeats ``{"offset": n}`` after every block."""
     digest = hashlib.sha256()
+    size = await hash_object(
+        pool,
+        key,
+        digest,
+        max_bytes_per_second=max_bytes_per_second,
+        on_block=lambda offset: activity.heartbeat({"offset": offset}),
+    )
+    return digest.hexdigest(), size
+
+
+async def hash_object(
+    pool: Pool,
+    key: str,
+    digest: hashlib._Hash,
+    *,
+    max_bytes_per_second: int = 0,
+    on_block: Callable[[int], object] | None = None,
+) -> int:
+    """Feeds the object's bytes to ``digest``; returns its size. ``on_block(offset)`` runs
+    after every block (heartbeats); ``max_bytes_per_second`` (0: none) paces the reading."""
     offset = 0
     started = time.monotonic()
     blocks = _file_blocks(pool.object_path(key), digest) if isinstance(pool, LocalFiles) else None
     async for length in blocks or _streamed_blocks(pool, key, digest):
         offset += length
-        activity.heartbeat({"offset": offset})
-        if max_bytes_per_second:
+        if on_block is not None:
+            on_block(offset)
+        while max_bytes_per_second:
             ahead = offset / max_bytes_per_second - (time.monotonic() - started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
-    return digest.hexdigest(), offset
+            if ahead <= 0:
+                break
+            await asyncio.sleep(min(ahead, PACE_SLICE))
+            if on_block is not None:
+                on_block(offset)  # keep heartbeating while paced
+    return offset
 
 
 async def _file_blocks(path: Path, digest: hashlib._Hash) -> AsyncIterator[int]:

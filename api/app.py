@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+import tasktypes  # noqa: F401  # importing it registers every task type
 from api import errors
 from api.deps import Services
 from api.events import EventHub
 from api.frontier_hash import FrontierHasher
-from api.routes import events, files, health, upload_tasks, uploads
+from api.routes import events, files, health, tasks, upload_tasks, uploads
 from taskdrive.db.engine import make_engine, make_sessionmaker, psycopg_dsn
 from taskdrive.pools import PoolRegistry
 from taskdrive.settings import Settings, load_settings
@@ -52,6 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, uploads, upload_tasks, files, events):
+    for module in (health, uploads, upload_tasks, files, tasks, events):
         app.include_router(module.router)
     return app

@@ -38,5 +38,11 @@ class ProjectionWrite:
     """Sets ``started_at`` when not yet set."""
     finished: bool = False
     """Sets ``completed_at``."""
+    retry_count: int | None = None
+    max_retries: int | None = None
+    last_error: str | None = None
+    """The latest failure a retry followed; kept until another replaces it."""
+    actor: str | None = None
+    """Who caused this transition (an account id, "temporal", "system"), for the audit."""
     data: dict[str, Any] = field(default_factory=dict)
     """Extra fields for the event's notification payload."""

@@ -1,10 +1,20 @@
-"""The one registry of task types: name, category (a task queue) and default priority."""
+"""The one registry of task types: what each is called, where it runs, how it is built.
+
+A task type's module (``tasktypes/``) registers exactly one ``TaskType``. The worker runs the
+registered workflows and activities, one task queue per category; the API validates create
+requests with the type's parameters model and lists the types with its JSON schema.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+from pydantic import BaseModel
 from temporalio.common import Priority
+
+from taskdrive.tasks import RetryRules
 
 
 @dataclass(frozen=True)
@@ -15,16 +25,39 @@ class TaskType:
     """Tasks of a category run on the task queue ``<prefix>-<category>``."""
     default_priority: int = 50
     description: str = ""
+    params: type[BaseModel] | None = None
+    """Validates ``parameters`` on create; None: not created through ``POST /api/tasks``."""
+    workflow: type | None = None
+    activities: Sequence[Callable[..., Any]] = field(default_factory=tuple)
+    retry: RetryRules = field(default_factory=RetryRules)
+
+    @property
+    def creatable(self) -> bool:
+        return self.params is not None
 
 
 TASK_TYPES: dict[str, TaskType] = {}
 
 
 def register(task_type: TaskType) -> TaskType:
-    if task_type.name in TASK_TYPES:
+    existing = TASK_TYPES.get(task_type.name)
+    if existing is not None:
+        # The workflow sandbox imports a type's module afresh for each workflow run; the first
+        # registration (from the real import) stands.
+        if _origin(existing) == _origin(task_type):
+            return existing
         raise ValueError(f"task type {task_type.name} is registered twice")
     TASK_TYPES[task_type.name] = task_type
     return task_type
+
+
+def _origin(task_type: TaskType) -> str:
+    workflow = task_type.workflow
+    return f"{workflow.__module__}.{workflow.__qualname__}" if workflow else task_type.name
+
+
+def get(name: str) -> TaskType | None:
+    return TASK_TYPES.get(name)
 
 
 def categories() -> set[str]:

@@ -120,7 +120,22 @@ class Settings(BaseSettings):
         description="Caps the read rate of assembly and verification (0: unlimited), so "
         "background hashing cannot starve foreground I/O.",
     )
-    worker_concurrency: int = Field(default=10, ge=1, description="Activities per category.")
+    task_max_bytes_per_second: int = Field(
+        default=0,
+        ge=0,
+        description="Caps the rate at which a task step reads a file (0: unlimited), to share "
+        "disks and networks with foreground work.",
+    )
+    worker_concurrency: int = Field(
+        default=10, ge=1, description="Activities at once per category, unless set below."
+    )
+    category_concurrency: dict[str, int] = Field(
+        default_factory=dict,
+        description='Activities at once for named categories, e.g. {"files": 4}.',
+    )
+
+    def concurrency(self, category: str) -> int:
+        return self.category_concurrency.get(category, self.worker_concurrency)
 
     @model_validator(mode="before")
     @classmethod

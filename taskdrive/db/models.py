@@ -75,12 +75,17 @@ class Task(Base):
     completed_at: Mapped[datetime | None]
     last_activity: Mapped[datetime] = _now()
     estimated_duration_seconds: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Create under an Idempotency-Key: the task id is derived from (account, key); this keeps
+    # a digest of the request so reusing the key for a different request is refused.
+    request_digest: Mapped[str | None] = mapped_column(String(64))
     deleted_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_tasks_account_type", "account_id", "type"),
         Index("ix_tasks_status", "status"),
         Index("ix_tasks_last_activity", "last_activity"),
+        Index("ix_tasks_type_status", "type", "status"),
     )
 
 
@@ -98,9 +103,27 @@ class TaskEvent(Base):
     from_status: Mapped[str | None] = mapped_column(String(20))
     to_status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     occurred_at: Mapped[datetime]
     recorded_at: Mapped[datetime] = _now()
+
+
+class TaskLog(Base):
+    """What a task's activities logged, in order, for ``GET /api/tasks/{id}/logs``."""
+
+    __tablename__ = "task_logs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.task_id", ondelete="CASCADE"))
+    level: Mapped[str] = mapped_column(String(10))
+    message: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(200))
+    """The activity (or logger) that wrote it."""
+    attempt: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    logged_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_task_logs_task", "task_id", "id"),)
 
 
 class File(Base):

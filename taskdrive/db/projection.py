@@ -40,6 +40,9 @@ async def apply_projection(session: AsyncSession, write: ProjectionWrite) -> boo
     }
     if write.results is not None:
         values["results"] = write.results
+    for column in ("retry_count", "max_retries", "last_error"):
+        if getattr(write, column) is not None:
+            values[column] = getattr(write, column)
     stmt = insert(Task).values(
         task_id=header.task_id,
         account_id=uuid.UUID(header.account_id),
@@ -72,6 +75,7 @@ async def apply_projection(session: AsyncSession, write: ProjectionWrite) -> boo
             from_status=previous,
             to_status=write.status,
             reason=write.reason,
+            actor=write.actor,
             data=write.data,
             occurred_at=at,
         )
@@ -105,4 +109,44 @@ async def notify(session: AsyncSession, write: ProjectionWrite) -> None:
         body = json.dumps(payload)
     await session.execute(
         text("SELECT pg_notify(:channel, :body)"), {"channel": NOTIFY_CHANNEL, "body": body}
+    )
+
+
+async def apply_progress(
+    session: AsyncSession, task_id: str, progress: float, message: str | None
+) -> None:
+    """Live progress reported by a running step, between the workflow's own writes.
+
+    No sequence number: it changes only progress and message, and only of a task still in
+    progress, so it can never move a task's status; the workflow's next write supersedes it.
+    """
+    row = (
+        await session.execute(
+            text(
+                "UPDATE tasks SET progress = :progress,"
+                " status_message = coalesce(:message, status_message),"
+                " last_activity = clock_timestamp(), updated_at = clock_timestamp()"
+                " WHERE task_id = :task_id AND status = 'InProgress'"
+                " RETURNING account_id, name, type"
+            ),
+            {"task_id": task_id, "progress": progress, "message": message},
+        )
+    ).first()
+    if row is None:
+        return
+    payload = {
+        "type": "task.progress",
+        "accountId": str(row[0]),
+        "data": {
+            "taskId": task_id,
+            "name": row[1],
+            "type": row[2],
+            "status": "InProgress",
+            "progress": progress,
+            **({"statusMessage": message} if message else {}),
+        },
+    }
+    await session.execute(
+        text("SELECT pg_notify(:channel, :body)"),
+        {"channel": NOTIFY_CHANNEL, "body": json.dumps(payload)},
     )

@@ -1,0 +1,144 @@
+"""Running one step of a task as an activity: checkpoints, pause/cancel, live progress, errors.
+
+A type's activity is ``async def my_step(request: StepRequest) -> StepResult`` whose body is
+``return await run_step(request, work)``; ``work(ctx)`` does the job and calls
+``await ctx.save(...)`` at every point it could continue from. What this gives the type:
+
+- **Pause and cancel stop at the next checkpoint.** The workflow cancels the activity; the
+  work keeps running (shielded) until its next ``save``, which ends it there, and the step
+  answers ``done=False`` with that checkpoint. Nothing between checkpoints is lost.
+- **Resume continues from the checkpoint.** The workflow runs the step again with it, as
+  ``ctx.checkpoint``. A worker crash does the same through Temporal's retry: every ``save``
+  heartbeats the checkpoint, and the next attempt starts from the last one.
+- **Live progress.** ``save(progress=...)`` updates the task's row (at most once a second).
+- **Errors the workflow can count.** Any exception becomes a non-retryable ApplicationError
+  carrying the checkpoint; the workflow retries the step per the type's retry rules (and
+  counts it), continuing from that checkpoint. ``StepFailed(permanent=True)`` is not retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.runtime import Runtime, current
+from taskdrive.db.projection import apply_progress
+from taskdrive.errors import ErrorCode
+from taskdrive.secrets import unseal
+from taskdrive.tasks import StepRequest, StepResult
+
+PROGRESS_INTERVAL = 1.0  # seconds between live progress writes
+
+
+class StepFailed(Exception):
+    """A failure with a stable code. ``permanent``: retrying cannot help (bad input)."""
+
+    def __init__(self, code: ErrorCode | str, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.code = code.code if isinstance(code, ErrorCode) else code
+        self.message = message
+        self.permanent = permanent
+
+
+class _Stop(Exception):
+    """Raised by ``save`` once the workflow asked the step to stop."""
+
+
+class StepContext:
+    def __init__(self, request: StepRequest, runtime: Runtime) -> None:
+        self.request = request
+        self.runtime = runtime
+        self.checkpoint: dict[str, Any] = dict(request.checkpoint)
+        details = activity.info().heartbeat_details
+        if details and isinstance(details[0], dict):
+            # A retry after a crash or timeout: the last heartbeat is the freshest checkpoint.
+            self.checkpoint = dict(details[0].get("checkpoint", self.checkpoint))
+        self.progress: float | None = None
+        self.stop_requested = False
+        self._reported = 0.0
+        self.log = logging.LoggerAdapter(activity.logger, {})
+
+    @property
+    def task_id(self) -> str:
+        return self.request.task_id
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.request.params
+
+    def secret(self, field: str) -> str:
+        """The plain text of a sealed secret parameter; keep it in memory only."""
+        return unseal(self.runtime.settings, self.task_id, str(self.params[field]))
+
+    def heartbeat(self) -> None:
+        """Liveness between checkpoints (long reads and writes); does not stop the step."""
+        activity.heartbeat({"checkpoint": self.checkpoint})
+
+    async def save(
+        self, *, progress: float | None = None, message: str | None = None, **checkpoint: Any
+    ) -> None:
+        """Records a point the step can continue from; stops the step here if asked to."""
+        self.checkpoint.update(checkpoint)
+        if progress is not None:
+            self.progress = progress
+        activity.heartbeat({"checkpoint": self.checkpoint})
+        now = time.monotonic()
+        if progress is not None and (now - self._reported >= PROGRESS_INTERVAL or message):
+            self._reported = now
+            async with self.runtime.sessions.begin() as session:
+                await apply_progress(session, self.task_id, round(progress, 2), message)
+        if self.stop_requested:
+            raise _Stop
+
+
+async def run_step(
+    request: StepRequest, work: Callable[[StepContext], Awaitable[dict[str, Any]]]
+) -> StepResult:
+    ctx = StepContext(request, current())
+    job = asyncio.create_task(_guarded(ctx, work))
+    try:
+        while True:
+            try:
+                return await asyncio.shield(job)
+            except asyncio.CancelledError:
+                if job.done():
+                    raise
+                # Pause, cancel or worker shutdown: go on to the next checkpoint, then answer.
+                ctx.stop_requested = True
+    finally:
+        if ctx.runtime.task_logs is not None:
+            await ctx.runtime.task_logs.flush_now()  # the step's logs are in before its answer
+
+
+async def _guarded(
+    ctx: StepContext, work: Callable[[StepContext], Awaitable[dict[str, Any]]]
+) -> StepResult:
+    try:
+        results = await work(ctx)
+    except _Stop:
+        return StepResult(done=False, checkpoint=ctx.checkpoint, progress=ctx.progress)
+    except ApplicationError:
+        raise
+    except StepFailed as exc:
+        raise _failure(ctx, exc.code, exc.message, permanent=exc.permanent) from exc
+    except Exception as exc:
+        ctx.log.warning("step failed: %s: %s", type(exc).__name__, exc)
+        raise _failure(ctx, type(exc).__name__, str(exc) or type(exc).__name__) from exc
+    return StepResult(done=True, checkpoint=ctx.checkpoint, results=results, progress=ctx.progress)
+
+
+def _failure(ctx: StepContext, code: str, message: str, *, permanent: bool = False) -> Exception:
+    # Non-retryable for Temporal: the workflow decides, so it can count retries and show the
+    # last error. Timeouts and crashes stay Temporal's to retry, from the last heartbeat.
+    return ApplicationError(
+        message,
+        {"checkpoint": ctx.checkpoint, "permanent": permanent},
+        type=code,
+        non_retryable=True,
+    )

@@ -1,0 +1,221 @@
+"""Starting task workflows: a new task (create, idempotent under a key) or a task again (retry).
+
+The projection row is written first, the workflow started next and the transaction committed
+last: the workflow's first projection write waits on the row, and a failed start leaves
+nothing behind. Secret parameters are sealed for Temporal and redacted for Postgres here, the
+one place parameters enter the system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+
+from api.deps import Services
+from api.schemas.tasks import CreateTaskRequest
+from taskdrive import registry
+from taskdrive.auth import Principal
+from taskdrive.db.models import Task
+from taskdrive.db.projection import apply_projection
+from taskdrive.errors import ErrorCode, TaskdriveError
+from taskdrive.params import redacted, secret_fields
+from taskdrive.projection import ProjectionWrite, TaskHeader
+from taskdrive.secrets import seal
+from taskdrive.statuses import TaskStatus
+from taskdrive.tasks import TaskInput, TaskState
+from taskdrive.temporal import SA_ACCOUNT_ID, SA_STATUS, SA_TASK_TYPE
+
+# Task ids derived from an Idempotency-Key live in their own UUID namespace.
+_IDEMPOTENCY_NAMESPACE = uuid.UUID("0b5d7c1e-4f0a-5b6e-8c2d-9a1e3f7b6d40")
+
+
+def task_type_of(name: str) -> registry.TaskType:
+    task_type = registry.get(name)
+    if task_type is None:
+        known = sorted(t.name for t in registry.TASK_TYPES.values() if t.creatable)
+        raise TaskdriveError(
+            ErrorCode.UNKNOWN_TASK_TYPE, f"unknown task type {name!r}", field="type", known=known
+        )
+    if not task_type.creatable:
+        raise TaskdriveError(
+            ErrorCode.UNKNOWN_TASK_TYPE,
+            f"{name} tasks are not created here; see the README for their endpoint",
+            field="type",
+        )
+    return task_type
+
+
+def validate_params(task_type: registry.TaskType, params: dict[str, Any]) -> BaseModel:
+    assert task_type.params is not None
+    try:
+        return task_type.params.model_validate(params)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in ("parameters", *e["loc"])), "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise TaskdriveError(
+            ErrorCode.VALIDATION_ERROR, "invalid parameters", errors=errors
+        ) from None
+
+
+def _digest(body: CreateTaskRequest, public_params: dict[str, Any]) -> str:
+    """What makes two creates under one key the same request (secrets left out)."""
+    canonical = body.model_dump(mode="json", by_alias=True) | {"parameters": public_params}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+async def create_task(
+    services: Services,
+    session: AsyncSession,
+    principal: Principal,
+    body: CreateTaskRequest,
+    idempotency_key: str | None,
+) -> tuple[Task, bool]:
+    """Returns the task and whether this call created it (False: the key's earlier task)."""
+    task_type = task_type_of(body.type)
+    model = validate_params(task_type, body.parameters)
+    category = body.category or task_type.category
+    if category not in registry.categories():
+        raise TaskdriveError(
+            ErrorCode.VALIDATION_ERROR,
+            f"unknown category {category!r}",
+            field="category",
+            known=sorted(registry.categories()),
+        )
+    if idempotency_key is not None:
+        name = f"{principal.account_id}:{idempotency_key}"
+        task_id = str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, name))
+    else:
+        task_id = str(uuid.uuid4())
+    wire = model.model_dump(mode="json", by_alias=True)
+    # The model dumps secrets masked; put the originals back, sealed for this task.
+    for key in secret_fields(type(model)):
+        if body.parameters.get(key) is not None:
+            wire[key] = seal(services.settings, task_id, str(body.parameters[key]))
+    public = redacted(type(model), wire)
+    digest = _digest(body, public)
+    priority = body.priority if body.priority is not None else task_type.default_priority
+    header = TaskHeader(
+        task_id=task_id,
+        account_id=str(principal.account_id),
+        type=task_type.name,
+        name=body.name or task_type.name,
+        category=category,
+        priority=priority,
+        description=body.description,
+        parameters=public,
+    )
+    max_retries = body.max_retries if body.max_retries is not None else task_type.retry.max_retries
+    created = await apply_projection(
+        session,
+        ProjectionWrite(
+            header=header,
+            seq=0,
+            status=TaskStatus.PENDING,
+            event_type="task.created",
+            occurred_at=datetime.now(UTC).isoformat(),
+            max_retries=max_retries,
+            actor=str(principal.account_id),
+        ),
+    )
+    if not created:  # the key's task exists (perhaps committed a moment ago by a twin request)
+        existing = await session.get(Task, task_id, populate_existing=True)
+        assert existing is not None
+        if existing.request_digest != digest:
+            raise TaskdriveError(
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                "this Idempotency-Key was used for a different request",
+                taskId=task_id,
+            )
+        return existing, False
+    await session.execute(update(Task).where(Task.task_id == task_id).values(request_digest=digest))
+    inp = TaskInput(
+        header=header,
+        params=wire,
+        retry=replace(task_type.retry, max_retries=max_retries),
+        heartbeat_timeout_seconds=services.settings.activity_heartbeat_timeout_seconds,
+    )
+    await start(services, await services.temporal(), inp, conflict_ok=idempotency_key is not None)
+    await session.commit()
+    task = await session.get(Task, task_id, populate_existing=True)
+    assert task is not None
+    return task, True
+
+
+async def start(
+    services: Services, client: Client, inp: TaskInput, *, conflict_ok: bool = False
+) -> None:
+    header = inp.header
+    await client.start_workflow(
+        header.type,
+        inp,
+        id=header.task_id,
+        task_queue=services.settings.task_queue(header.category),
+        priority=registry.temporal_priority(header.priority),
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(SA_TASK_TYPE, header.type),
+                SearchAttributePair(SA_ACCOUNT_ID, header.account_id),
+                SearchAttributePair(SA_STATUS, str(TaskStatus.PENDING)),
+            ]
+        ),
+        memo={"name": header.name},
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=(
+            WorkflowIDConflictPolicy.USE_EXISTING if conflict_ok else WorkflowIDConflictPolicy.FAIL
+        ),
+    )
+
+
+async def retry_task(services: Services, session: AsyncSession, task: Task, by: str) -> None:
+    """Runs a Failed or Cancelled task again as the same task, from its original input."""
+    client = await services.temporal()
+    previous = await _first_input(client, task.task_id)
+    seq = task.seq + 1
+    await apply_projection(
+        session,
+        ProjectionWrite(
+            header=previous.header,
+            seq=seq,
+            status=TaskStatus.PENDING,
+            event_type="task.retried",
+            occurred_at=datetime.now(UTC).isoformat(),
+            reason="retried",
+            actor=by,
+        ),
+    )
+    state = TaskState(
+        status=TaskStatus.PENDING,
+        seq=seq,
+        retry_count=task.retry_count,
+        run=previous.state.run + 1,
+    )
+    await start(services, client, replace(previous, state=state))
+    await session.commit()
+
+
+async def _first_input(client: Client, task_id: str) -> TaskInput:
+    handle = client.get_workflow_handle(task_id)
+    async for event in handle.fetch_history_events():
+        attributes = event.workflow_execution_started_event_attributes
+        payloads = list(attributes.input.payloads)
+        (inp,) = await client.data_converter.decode(payloads, [TaskInput])
+        assert isinstance(inp, TaskInput)
+        return inp
+    raise TaskdriveError(ErrorCode.TASK_GONE, f"task {task_id} has no history to run again")

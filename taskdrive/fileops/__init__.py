@@ -1,0 +1,1 @@
+"""Streaming file transformations used by the task types' activities."""

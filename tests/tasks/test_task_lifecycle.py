@@ -1,0 +1,199 @@
+"""Pause, resume, cancel, retries and retry-as-the-same-task, through the generic API."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from temporalio.client import Client
+
+from taskdrive.db.engine import database_url
+from taskdrive.settings import Settings
+from tests.fixtures.app import S3_POOL_ID, api_client, worker_running
+from tests.fixtures.s3 import s3_client
+from tests.tasking import create_task, get_task, logs, upload_file, wait_task
+from tests.uploading import random_bytes, sha256
+
+Account = tuple[uuid.UUID, dict[str, str]]
+KiB = 1024
+
+
+@pytest.fixture(scope="module")
+async def slow_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An API and a worker on their own task queues whose steps read 256 KiB/s (a file here
+    takes a second), so a test can act while a task is midway."""
+    slow = settings.model_copy(
+        update={
+            "task_queue_prefix": f"slow-{uuid.uuid4().hex[:8]}",
+            "task_max_bytes_per_second": 256 * KiB,
+        }
+    )
+    async with worker_running(slow), api_client(slow) as client:
+        yield client
+
+
+async def _checksum_task(
+    api: httpx.AsyncClient, headers: dict[str, str], count: int, **fields: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    files = [
+        await upload_file(api, headers, random_bytes(256 * KiB), name=f"part{n}.bin")
+        for n in range(count)
+    ]
+    task = await create_task(
+        api, headers, "FileChecksum", {"fileIds": [f["id"] for f in files]}, **fields
+    )
+    return task, files
+
+
+async def test_pause_stops_at_a_checkpoint_and_resume_continues_from_it(
+    slow_api: httpx.AsyncClient, account: Account
+) -> None:
+    account_id, headers = account
+    task, files = await _checksum_task(slow_api, headers, 6)
+    task_id = task["taskId"]
+    await wait_task(slow_api, headers, task_id, lambda t: t["progress"] > 0)
+
+    paused = await slow_api.post(f"/api/tasks/{task_id}/pause", headers=headers)
+    assert paused.status_code == 202, paused.text
+    at_pause = await wait_task(slow_api, headers, task_id, "Paused")
+    assert 0 < at_pause["progress"] < 100
+    hashed_before = await logs(slow_api, headers, task_id)
+    assert 0 < len(hashed_before) < 6
+
+    again = await slow_api.post(f"/api/tasks/{task_id}/pause", headers=headers)
+    assert again.status_code == 409
+    assert again.json()["details"]["status"] == "Paused"
+
+    resumed = await slow_api.post(f"/api/tasks/{task_id}/resume", headers=headers)
+    assert resumed.status_code == 202, resumed.text
+    done = await wait_task(slow_api, headers, task_id, "Completed")
+    assert set(done["results"]["digests"]) == {f["id"] for f in files}
+
+    # Every file was hashed exactly once: nothing done before the pause was done again.
+    hashed = Counter(message.split(" (")[0] for message in await logs(slow_api, headers, task_id))
+    assert hashed == Counter(f"hashing part{n}.bin" for n in range(6))
+
+    events = (await slow_api.get(f"/api/tasks/{task_id}/events", headers=headers)).json()
+    pause = next(e for e in events if e["eventType"] == "task.paused")
+    assert (pause["fromStatus"], pause["toStatus"], pause["actor"]) == (
+        "InProgress",
+        "Paused",
+        str(account_id),
+    )
+    assert any(e["eventType"] == "task.resumed" for e in events)
+
+    completed = await slow_api.post(f"/api/tasks/{task_id}/resume", headers=headers)
+    assert completed.status_code == 409
+    assert completed.json()["details"]["status"] == "Completed"
+
+
+async def test_cancel_ends_a_running_task_cancelled(
+    slow_api: httpx.AsyncClient, account: Account, temporal_client: Client
+) -> None:
+    _, headers = account
+    task, _ = await _checksum_task(slow_api, headers, 6)
+    task_id = task["taskId"]
+    await wait_task(slow_api, headers, task_id, lambda t: t["progress"] > 0)
+    cancelled = await slow_api.post(f"/api/tasks/{task_id}/cancel", headers=headers)
+    assert cancelled.status_code == 202, cancelled.text
+    view = await wait_task(slow_api, headers, task_id, "Cancelled")
+    assert view["progress"] < 100
+    assert len(await logs(slow_api, headers, task_id)) < 6
+    deleted = await slow_api.delete(f"/api/tasks/{task_id}", headers=headers)
+    assert deleted.status_code == 200
+    assert (await slow_api.get(f"/api/tasks/{task_id}", headers=headers)).status_code == 404
+
+
+async def test_a_running_task_cannot_be_deleted(
+    slow_api: httpx.AsyncClient, account: Account
+) -> None:
+    _, headers = account
+    task, _ = await _checksum_task(slow_api, headers, 3)
+    response = await slow_api.delete(f"/api/tasks/{task['taskId']}", headers=headers)
+    assert response.status_code == 409
+    await slow_api.post(f"/api/tasks/{task['taskId']}/cancel", headers=headers)
+    await wait_task(slow_api, headers, task["taskId"], "Cancelled")
+
+
+class VanishingFile:
+    """A file on the S3 pool whose object can be taken away and put back: storage that fails
+    for a while, without mocking anything."""
+
+    def __init__(self, settings: Settings, s3_endpoint: str, bucket: str, file_id: str) -> None:
+        self.client = s3_client(s3_endpoint)
+        self.bucket = bucket
+        engine = create_engine(database_url(settings))
+        try:
+            with engine.connect() as conn:
+                query = text("SELECT storage_key FROM files WHERE id = :id")
+                self.key: str = conn.execute(query, {"id": file_id}).scalar_one()
+        finally:
+            engine.dispose()
+
+    def _copy(self, source: str, target: str) -> None:
+        self.client.copy_object(
+            Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": source}
+        )
+
+    def hide(self) -> None:
+        self._copy(self.key, f"{self.key}.hidden")
+        self.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+    def restore(self) -> None:
+        self._copy(f"{self.key}.hidden", self.key)
+
+
+@pytest.fixture
+async def vanishing(
+    api: httpx.AsyncClient,
+    account: Account,
+    settings: Settings,
+    s3_endpoint: str,
+    s3_bucket: str,
+) -> tuple[bytes, str, VanishingFile]:
+    """Some bytes uploaded to the S3 pool: (data, file id, its object), the object hidden."""
+    data = random_bytes(6 * 1024 * KiB)
+    cloud_file = await upload_file(api, account[1], data, pool_id=S3_POOL_ID)
+    stored = VanishingFile(settings, s3_endpoint, s3_bucket, cloud_file["id"])
+    stored.hide()
+    return data, cloud_file["id"], stored
+
+
+async def test_a_transient_failure_is_retried_then_succeeds(
+    api: httpx.AsyncClient, account: Account, vanishing: tuple[bytes, str, VanishingFile]
+) -> None:
+    _, headers = account
+    data, file_id, stored = vanishing  # the storage "goes away"
+    task = await create_task(api, headers, "FileChecksum", {"fileIds": [file_id]}, maxRetries=6)
+    retrying = await wait_task(api, headers, task["taskId"], lambda t: t["retryCount"] >= 1)
+    assert retrying["status"] == "InProgress"
+    assert retrying["lastError"]
+    stored.restore()  # ... and comes back
+
+    done = await wait_task(api, headers, task["taskId"], "Completed", deadline=120)
+    assert done["retryCount"] >= 1
+    assert done["lastError"] == retrying["lastError"]
+    assert list(done["results"]["digests"].values()) == [sha256(data)]
+
+
+async def test_retry_runs_a_failed_task_again_as_the_same_task(
+    api: httpx.AsyncClient, account: Account, vanishing: tuple[bytes, str, VanishingFile]
+) -> None:
+    _, headers = account
+    data, file_id, stored = vanishing
+    task = await create_task(api, headers, "FileChecksum", {"fileIds": [file_id]}, maxRetries=0)
+    failed = await wait_task(api, headers, task["taskId"], "Failed")
+    assert failed["errorMessage"]
+
+    stored.restore()
+    retried = await api.post(f"/api/tasks/{task['taskId']}/retry", headers=headers)
+    assert retried.status_code == 202, retried.text
+    done = await wait_task(api, headers, task["taskId"], "Completed")
+    assert done["taskId"] == task["taskId"]
+    assert list(done["results"]["digests"].values()) == [sha256(data)]
+    assert (await get_task(api, headers, task["taskId"]))["errorMessage"] is None

@@ -1,0 +1,379 @@
+"""The lifecycle every task type's workflow is built on.
+
+A type subclasses ``TaskWorkflow``, declares ``@workflow.run`` as a one-line call to the base
+(the SDK wants the run method on the class itself) and implements ``execute``, calling
+``self.step(activity)`` for each piece of work and ``self.checkpoint()`` between items it loops
+over in the workflow. The base gives it, without more code:
+
+- Pending → InProgress → Completed / Failed / Cancelled, with Paused in between, every
+  transition projected (with who asked and why) and mirrored in the Web UI's status attribute;
+- the pause, resume and cancel signals and the progress query;
+- steps that stop at their next checkpoint on pause or cancel and continue from it on resume;
+- retries of failed steps per the type's rules (``maxRetries`` on create), counted on the
+  task with the last error, each continuing from the step's checkpoint;
+- ``cleanup`` after cancel or failure, to remove partial output;
+- continue-as-new when history grows long, carrying the state.
+
+Handlers only record intent; ``run`` acts on it, so the order of events is the order in
+history and replays take the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from taskdrive import registry
+    from taskdrive.statuses import TaskStatus
+    from taskdrive.tasks import (
+        QUERY_PROGRESS,
+        SIGNAL_CANCEL,
+        SIGNAL_PAUSE,
+        SIGNAL_RESUME,
+        LifecycleSignal,
+        StepRequest,
+        StepResult,
+        TaskInput,
+        TaskOutcome,
+        TaskState,
+        TaskView,
+    )
+    from workflows.projector import Projector
+
+P = TypeVar("P", bound=BaseModel)
+Step = Callable[[StepRequest], Awaitable[StepResult]]
+
+# Activities fail to the workflow at once (``activities.steps`` marks every error
+# non-retryable), so the workflow can count retries. What Temporal retries here is what never
+# reached the activity's code: a worker that died or stopped heartbeating.
+_INFRA_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+_PROGRESS_STEP = 1.0  # percent: smaller moves are reported by the steps themselves
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class _Failed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TaskWorkflow(Generic[P]):
+    """Base class of task workflows; ``P`` is the type's parameters model."""
+
+    def __init__(self) -> None:
+        self._inp: TaskInput | None = None
+        self._params: P | None = None
+        self._state = TaskState()
+        self._status = TaskStatus.PENDING
+        self._message: str | None = None
+        self._paused: LifecycleSignal | None = None
+        self._resumed: LifecycleSignal | None = None
+        self._cancel: LifecycleSignal | None = None
+        self._projector: Projector | None = None
+        self._projected_progress = -1.0
+
+    # --- what a type implements -------------------------------------------------------------
+
+    async def execute(self) -> dict[str, Any]:
+        """Does the work; returns the task's results (small JSON: ids, sizes, counts)."""
+        raise NotImplementedError
+
+    async def cleanup(self) -> None:
+        """Removes partial output after cancel or failure; ``self.checkpoints`` says what
+        the interrupted steps had written."""
+
+    # --- what a type calls ------------------------------------------------------------------
+
+    @property
+    def params(self) -> P:
+        assert self._params is not None, "run() parses the parameters first"
+        return self._params
+
+    @property
+    def task_input(self) -> TaskInput:
+        assert self._inp is not None, "run() sets the input first"
+        return self._inp
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The type's own workflow state, carried across continue-as-new (JSON values)."""
+        state: dict[str, Any] = self._state.checkpoint.setdefault("workflow", {})
+        return state
+
+    @property
+    def checkpoints(self) -> dict[str, Any]:
+        """Each unfinished step's last checkpoint, by step key."""
+        return {k: v for k, v in self._state.checkpoint.items() if k != "workflow"}
+
+    async def step(
+        self,
+        activity: Step | str,
+        *,
+        key: str | None = None,
+        data: dict[str, Any] | None = None,
+        start_to_close: timedelta = timedelta(hours=12),
+    ) -> dict[str, Any]:
+        """Runs one activity step to the end, through pauses, resumes and retries; returns
+        its results. ``key`` names the step's checkpoint (the activity's name by default;
+        give one per item when the same activity runs for several)."""
+        inp = self.task_input
+        name = key or _activity_name(activity)
+        while True:
+            await self.checkpoint()
+            request = StepRequest(
+                task_id=inp.header.task_id,
+                account_id=inp.header.account_id,
+                params=inp.params,
+                checkpoint=self._state.checkpoint.get(name, {}),
+                data=data or {},
+            )
+            handle = workflow.start_activity(
+                activity,  # type: ignore[arg-type]  # a Step or its name; both are accepted
+                request,
+                result_type=StepResult,
+                start_to_close_timeout=start_to_close,
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+                retry_policy=_INFRA_RETRY,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            await self._until_done_or_interrupted(handle)
+            if not handle.done():
+                handle.cancel()  # the step stops at its next checkpoint and answers
+            try:
+                result = await handle
+            except ActivityError as err:
+                await self._step_failed(name, err)
+                continue
+            self._state.checkpoint[name] = result.checkpoint
+            if result.progress is not None:
+                self._state.progress = result.progress
+            if result.done:
+                self._state.checkpoint.pop(name, None)
+                results: dict[str, Any] = result.results
+                return results
+
+    async def checkpoint(
+        self, *, progress: float | None = None, message: str | None = None
+    ) -> None:
+        """A safe point between items: reports progress, holds while paused, and ends the
+        task here if it was cancelled."""
+        if progress is not None:
+            self._state.progress = progress
+        if message is not None and message != self._message:
+            self._message = message
+            await self._write("task.progress", status_message=message)
+        elif self._state.progress - self._projected_progress >= _PROGRESS_STEP:
+            await self._write("task.progress")
+        if self._cancel is not None:
+            raise _Cancelled
+        if self._paused is not None:
+            asked = self._paused
+            await self._transition(TaskStatus.PAUSED, "task.paused", asked)
+            await workflow.wait_condition(lambda: self._paused is None or self._cancel is not None)
+            if self._cancel is not None:
+                raise _Cancelled
+            await self._transition(TaskStatus.IN_PROGRESS, "task.resumed", self._resumed)
+        if (
+            workflow.info().is_continue_as_new_suggested()
+            and self._paused is None
+            and self._cancel is None
+        ):
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            self._state.seq = self._require_projector().seq
+            self._state.status = self._status
+            workflow.continue_as_new(
+                TaskInput(
+                    header=self.task_input.header,
+                    params=self.task_input.params,
+                    retry=self.task_input.retry,
+                    heartbeat_timeout_seconds=self.task_input.heartbeat_timeout_seconds,
+                    state=self._state,
+                )
+            )
+
+    # --- the lifecycle ----------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: TaskInput) -> TaskOutcome:
+        self._inp = inp
+        self._state = inp.state
+        self._projector = Projector(inp.header, inp.state.seq)
+        self._status = TaskStatus(inp.state.status)
+        task_type = registry.get(inp.header.type)
+        if task_type is None or task_type.params is None:
+            raise ApplicationError(f"unknown task type {inp.header.type}", non_retryable=True)
+        self._params = task_type.params.model_validate(inp.params)  # type: ignore[assignment]
+        try:
+            if self._status == TaskStatus.PENDING:
+                await self._transition(TaskStatus.IN_PROGRESS, "task.started", started=True)
+            results = await self.execute()
+        except _Cancelled:
+            await self._finish_cancelled(self._cancel)
+            return TaskOutcome(status=TaskStatus.CANCELLED)
+        except asyncio.CancelledError:
+            # Cancelled through Temporal itself (the Web UI): clean up, then let Temporal
+            # record the workflow Canceled.
+            await self._finish_cancelled(LifecycleSignal("cancelled through Temporal", "temporal"))
+            raise
+        except _Failed as failure:
+            await self._cleanup_quietly()
+            self._status = TaskStatus.FAILED
+            await self._write(
+                "task.failed",
+                finished=True,
+                error_code=failure.code,
+                error_message=failure.message,
+                status_message=failure.message,
+                reason=failure.message,
+            )
+            raise ApplicationError(failure.message, type=failure.code, non_retryable=True) from None
+        self._status = TaskStatus.COMPLETED
+        self._state.progress = 100.0
+        self._message = None
+        await self._write("task.completed", finished=True, results=results)
+        return TaskOutcome(status=TaskStatus.COMPLETED, results=results)
+
+    async def _step_failed(self, name: str, err: ActivityError) -> None:
+        cause = err.cause
+        if isinstance(cause, CancelledError):
+            return  # stopped without answering; the loop holds or ends as asked
+        if not isinstance(cause, ApplicationError):
+            raise _Failed("STEP_FAILED", str(cause or err))
+        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        if "checkpoint" in details:
+            self._state.checkpoint[name] = details["checkpoint"]
+        if self._cancel is not None:
+            raise _Cancelled
+        code, message = cause.type or "STEP_FAILED", cause.message
+        rules = self.task_input.retry
+        if details.get("permanent") or self._state.retry_count >= rules.max_retries:
+            raise _Failed(code, message)
+        self._state.retry_count += 1
+        delay = rules.delay(self._state.retry_count)
+        await self._write(
+            "task.retrying",
+            status_message=f"retry {self._state.retry_count} of {rules.max_retries} "
+            f"in {delay:g}s after: {message}",
+            last_error=message,
+            reason=message,
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._cancel is not None, timeout=timedelta(seconds=delay)
+            )
+        except TimeoutError:
+            return
+
+    async def _finish_cancelled(self, asked: LifecycleSignal | None) -> None:
+        await self._cleanup_quietly()
+        self._status = TaskStatus.CANCELLED
+        reason = asked.reason if asked and asked.reason else "cancelled"
+        await self._write(
+            "task.cancelled",
+            finished=True,
+            reason=reason,
+            status_message=reason,
+            actor=asked.by if asked else None,
+        )
+
+    async def _cleanup_quietly(self) -> None:
+        try:
+            await self.cleanup()
+        except ActivityError as err:
+            workflow.logger.warning("cleanup of task %s failed: %s", self.task_input.header, err)
+
+    async def _transition(
+        self,
+        status: TaskStatus,
+        event: str,
+        asked: LifecycleSignal | None = None,
+        *,
+        started: bool = False,
+    ) -> None:
+        self._status = status
+        await self._write(
+            event,
+            started=started,
+            reason=asked.reason if asked else None,
+            actor=asked.by if asked else None,
+        )
+
+    async def _write(self, event: str, **fields: Any) -> None:
+        projector = self._require_projector()
+        self._projected_progress = self._state.progress
+        fields.setdefault("status_message", self._message)
+        await projector.write(
+            self._status,
+            event,
+            progress=self._state.progress,
+            retry_count=self._state.retry_count,
+            max_retries=self.task_input.retry.max_retries,
+            **fields,
+        )
+        self._state.seq = projector.seq
+        if event != "task.progress":
+            Projector.mark_status(self._status)
+
+    async def _until_done_or_interrupted(self, handle: asyncio.Future[Any]) -> None:
+        await workflow.wait_condition(
+            lambda: handle.done() or self._paused is not None or self._cancel is not None
+        )
+
+    def _require_projector(self) -> Projector:
+        assert self._projector is not None, "run() creates the projector first"
+        return self._projector
+
+    # --- signals and the query: record intent, never act ------------------------------------
+
+    @workflow.signal(name=SIGNAL_PAUSE)
+    def pause(self, asked: LifecycleSignal) -> None:
+        if not self._status.is_terminal:
+            self._paused = asked
+
+    @workflow.signal(name=SIGNAL_RESUME)
+    def resume(self, asked: LifecycleSignal) -> None:
+        if self._paused is not None or self._status == TaskStatus.PAUSED:
+            self._paused = None
+            self._resumed = asked
+
+    @workflow.signal(name=SIGNAL_CANCEL)
+    def cancel(self, asked: LifecycleSignal) -> None:
+        if not self._status.is_terminal and self._cancel is None:
+            self._cancel = asked
+
+    @workflow.query(name=QUERY_PROGRESS)
+    def progress(self) -> TaskView:
+        inp = self.task_input
+        return TaskView(
+            task_id=inp.header.task_id,
+            type=inp.header.type,
+            status=self._status,
+            progress=self._state.progress,
+            status_message=self._message,
+            retry_count=self._state.retry_count,
+            checkpoint=self._state.checkpoint,
+        )
+
+
+def _activity_name(activity: Step | str) -> str:
+    if isinstance(activity, str):
+        return activity
+    definition = getattr(activity, "__temporal_activity_definition", None)
+    name = getattr(definition, "name", None)
+    return name if isinstance(name, str) else activity.__name__
