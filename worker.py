@@ -30,12 +30,8 @@ log = logging.getLogger("taskdrive.worker")
 EXTRA_WORKFLOWS: dict[str, type] = {"FileUpload": UploadWorkflow}
 
 
-def workflows_by_category() -> dict[str, list[type]]:
-    grouped: dict[str, list[type]] = {}
-    for task_type in registry.TASK_TYPES.values():
-        workflow = task_type.workflow or EXTRA_WORKFLOWS[task_type.name]
-        grouped.setdefault(task_type.category, []).append(workflow)
-    return grouped
+def all_workflows() -> list[type]:
+    return [t.workflow or EXTRA_WORKFLOWS[t.name] for t in registry.TASK_TYPES.values()]
 
 
 def type_activities() -> list[Callable[..., Any]]:
@@ -45,8 +41,9 @@ def type_activities() -> list[Callable[..., Any]]:
 def build_workers(
     settings: Settings, client: Client, activities: Sequence[Callable[..., Any]]
 ) -> list[Worker]:
-    # Each category's queue gets every activity: a type's steps run on its own queue, and the
-    # shared ones (projection) wherever the workflow runs.
+    # Every category's queue runs every workflow and activity: a task created with another
+    # category than its type's runs there, and its steps inherit the queue (and its limits).
+    workflows = all_workflows()
     return [
         Worker(
             client,
@@ -58,7 +55,7 @@ def build_workers(
             # second, so a pause takes effect in about a second, not 80% of the timeout.
             max_heartbeat_throttle_interval=timedelta(seconds=1),
         )
-        for category, workflows in workflows_by_category().items()
+        for category in sorted(registry.categories())
     ]
 
 
