@@ -63,7 +63,8 @@ import stream_inflate  # type: ignore[import-untyped]  # stream-unzip's deflate6
 import stream_unzip
 import zstandard
 
-from taskdrive.fileops.archive_write import ARCHIVE_FORMATS, ArchiveFormat, ThreadPipe
+from taskdrive.fileops.archive_write import ARCHIVE_FORMATS, ArchiveFormat
+from taskdrive.fileops.thread_pipe import ThreadPipe
 
 __all__ = [
     "DEFAULT_LIMITS",
