@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from tests.uploading import complete, create, send_chunks
+from tests.uploading import complete, create, poll_until, send_chunks
 
 
 async def upload_file(
@@ -62,20 +61,19 @@ async def wait_task(
     *,
     deadline: float = 60,
 ) -> dict[str, Any]:
-    """Polls the task until ``until`` holds (a status name, or a predicate on the task JSON).
-    The projection follows Temporal; polling a condition is the synchronization."""
-    check = (lambda task: task["status"] == until) if isinstance(until, str) else until
-    loop = asyncio.get_running_loop()
-    limit = loop.time() + deadline
-    while True:
-        task = await get_task(api, headers, task_id)
-        if check(task):
-            return task
-        if task["status"] in ("Completed", "Failed", "Cancelled") and isinstance(until, str):
+    """Polls the task until ``until`` holds (a status name, or a predicate on the task JSON);
+    waiting for a status fails at once if the task ends in another."""
+
+    def check(task: dict[str, Any]) -> bool:
+        if not isinstance(until, str):
+            return until(task)
+        if task["status"] != until and task["status"] in ("Completed", "Failed", "Cancelled"):
             raise AssertionError(f"task {task_id} ended {task['status']}, not {until}: {task}")
-        if loop.time() > limit:
-            raise AssertionError(f"task {task_id} never got there: {task}")
-        await asyncio.sleep(0.05)
+        return bool(task["status"] == until)
+
+    return await poll_until(
+        lambda: get_task(api, headers, task_id), check, deadline=deadline, what=f"task {task_id}"
+    )
 
 
 async def logs(api: httpx.AsyncClient, headers: dict[str, str], task_id: str) -> list[str]:

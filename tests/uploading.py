@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,14 +121,30 @@ async def wait_for_status(
     *,
     deadline: float = 60,
 ) -> dict[str, Any]:
-    """Polls the projection until the task shows ``wanted`` (the projection is eventually
-    consistent with Temporal; polling a condition is the synchronization)."""
+    """Polls the upload until it shows ``wanted``."""
+    return await poll_until(
+        lambda: task_view(api, headers, task_id),
+        lambda view: view["status"] == wanted,
+        deadline=deadline,
+        what=f"upload {task_id} to become {wanted}",
+    )
+
+
+async def poll_until(
+    read: Callable[[], Awaitable[dict[str, Any]]],
+    check: Callable[[dict[str, Any]], bool],
+    *,
+    deadline: float,
+    what: str,
+) -> dict[str, Any]:
+    """Reads until ``check`` holds (the projection is eventually consistent with Temporal;
+    polling a condition is the synchronization)."""
     loop = asyncio.get_running_loop()
     until = loop.time() + deadline
     while True:
-        view = await task_view(api, headers, task_id)
-        if view["status"] == wanted:
+        view = await read()
+        if check(view):
             return view
         if loop.time() > until:
-            raise AssertionError(f"task {task_id} is {view['status']}, never became {wanted}")
+            raise AssertionError(f"waited in vain for {what}: {view}")
         await asyncio.sleep(0.05)
