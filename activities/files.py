@@ -1,11 +1,14 @@
-"""The file catalogue as task steps see it: files of the task's account, by id."""
+"""The file catalogue as task steps see it: the account's files by id, and new files."""
 
 from __future__ import annotations
 
+import mimetypes
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 
 from activities.runtime import Runtime
 from activities.steps import StepFailed
@@ -31,3 +34,60 @@ async def load_files(runtime: Runtime, account_id: str, file_ids: Sequence[str])
             ErrorCode.FILE_NOT_FOUND, f"file(s) not found: {', '.join(missing)}", permanent=True
         )
     return [found[file_id] for file_id in wanted]
+
+
+def storage_key(file_id: uuid.UUID | str) -> str:
+    """Where a file's bytes live in its pool (the upload uses the same layout)."""
+    return f"files/{file_id}"
+
+
+def content_type_of(name: str) -> str:
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file a step wrote: its bytes are already at ``storage_key(id)`` in ``pool_id``.
+
+    Steps derive ``id`` deterministically (``uuid5`` of the task and the output's name) so
+    a step repeated after a crash writes the same object and record, never a second one."""
+
+    id: uuid.UUID
+    name: str
+    size: int
+    hash: str
+    pool_id: uuid.UUID
+    bundle_id: uuid.UUID | None = None
+    content_type: str | None = None
+
+
+async def add_files(runtime: Runtime, account_id: str, files: Sequence[NewFile]) -> None:
+    """Records the files in the catalogue in one transaction; records that exist stay."""
+    if not files:
+        return
+    async with runtime.sessions.begin() as session:
+        await session.execute(
+            insert(File)
+            .values(
+                [
+                    {
+                        "id": new.id,
+                        "account_id": uuid.UUID(account_id),
+                        "name": new.name,
+                        "size": new.size,
+                        "content_type": new.content_type or content_type_of(new.name),
+                        "hash": new.hash,
+                        "pool_id": new.pool_id,
+                        "bundle_id": new.bundle_id,
+                        "storage_key": storage_key(new.id),
+                    }
+                    for new in files
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=[File.id])
+        )
+
+
+def output_id(task_id: str, name: str) -> uuid.UUID:
+    """The stable id of a task's output called ``name`` (see NewFile)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"taskdrive:{task_id}:{name}")

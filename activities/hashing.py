@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from temporalio import activity
 
+from activities.streams import Pacer
 from taskdrive.pools import ObjectNotFound, Pool
 from taskdrive.pools.base import LocalFiles
 
 # One thread hop reads and hashes a block this large (hashlib releases the GIL meanwhile).
 BLOCK = 8 * 1024 * 1024
-PACE_SLICE = 0.5  # seconds: a paced reader sleeps in slices, heartbeating between them
 
 
 async def sha256_of(pool: Pool, key: str, *, max_bytes_per_second: int = 0) -> tuple[str, int]:
@@ -42,21 +41,18 @@ async def hash_object(
 ) -> int:
     """Feeds the object's bytes to ``digest``; returns its size. ``on_block(offset)`` runs
     after every block (heartbeats); ``max_bytes_per_second`` (0: none) paces the reading."""
-    offset = 0
-    started = time.monotonic()
+
+    def still_here() -> None:  # heartbeats while paced
+        if on_block is not None:
+            on_block(pacer.passed)
+
+    pacer = Pacer(max_bytes_per_second, still_here)
     blocks = _file_blocks(pool.object_path(key), digest) if isinstance(pool, LocalFiles) else None
     async for length in blocks or _streamed_blocks(pool, key, digest):
-        offset += length
         if on_block is not None:
-            on_block(offset)
-        while max_bytes_per_second:
-            ahead = offset / max_bytes_per_second - (time.monotonic() - started)
-            if ahead <= 0:
-                break
-            await asyncio.sleep(min(ahead, PACE_SLICE))
-            if on_block is not None:
-                on_block(offset)  # keep heartbeating while paced
-    return offset
+            on_block(pacer.passed + length)
+        await pacer.advance(length)
+    return pacer.passed
 
 
 async def _file_blocks(path: Path, digest: hashlib._Hash) -> AsyncIterator[int]:

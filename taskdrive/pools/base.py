@@ -84,6 +84,15 @@ class Pool(Protocol):
     async def abort_upload(self, target: UploadTarget) -> None:
         """Discards the target and every chunk written to it. Idempotent."""
 
+    async def write_stream(self, key: str, body: AsyncIterator[bytes]) -> int:
+        """Stores everything ``body`` yields as the object at ``key`` and returns its size.
+
+        For outputs whose size is not known up front (archives, encrypted files, copies from
+        another pool); memory stays bounded whatever the size. The object appears whole or
+        not at all: when the body raises or the write is cancelled, partial bytes are removed
+        and an object already at ``key`` is left as it was.
+        """
+
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Yields the object's bytes from ``start`` up to ``end`` (exclusive; None: to the end),
         in pieces of at most 1 MiB. Raises ObjectNotFound on the first step when there is no

@@ -210,6 +210,33 @@ async def test_delete_removes_the_object(pool: Pool) -> None:
         await pool.size(target.key)
 
 
+@pytest.mark.parametrize("size", [0, 1000, 8 * MiB, 8 * MiB + 1, 17 * MiB + 5])
+async def test_write_stream_stores_bodies_of_unknown_length(pool: Pool, size: int) -> None:
+    data = os.urandom(size)
+    key = f"streams/{uuid.uuid4()}"
+
+    assert await pool.write_stream(key, pieces(data, 300_000)) == size
+
+    assert await pool.size(key) == size
+    assert await read_all(pool, key) == data
+    assert pending_targets(pool) == 0
+
+
+async def test_a_failing_stream_leaves_the_old_object_and_no_partial_bytes(pool: Pool) -> None:
+    key = f"streams/{uuid.uuid4()}"
+    await pool.write_stream(key, pieces(b"old bytes"))
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield os.urandom(9 * MiB)  # past one part: a multipart upload is under way on S3
+        raise RuntimeError("the producer failed")
+
+    with pytest.raises(RuntimeError, match="producer failed"):
+        await pool.write_stream(key, broken())
+
+    assert await read_all(pool, key) == b"old bytes"
+    assert pending_targets(pool) == 0
+
+
 async def test_check_passes_on_a_usable_pool(pool: Pool) -> None:
     await pool.check()
 
