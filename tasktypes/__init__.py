@@ -1,9 +1,16 @@
 """Task types, one module each: parameters, workflow, activities and one registration.
 
-Importing this package registers them all (``taskdrive.registry``). A new type is a new module
-here, added to the import list below; see docs/adding-a-task-type.md.
+Importing this package imports every module in it, and each registers its type
+(``taskdrive.registry``). So a new type is a new module here and nothing else; see
+docs/adding-a-task-type.md.
 """
 
-from tasktypes import file_checksum
+import importlib
+import pkgutil
 
-__all__ = ["file_checksum"]
+MODULES = sorted(
+    info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_")
+)
+
+for _name in MODULES:
+    importlib.import_module(f"{__name__}.{_name}")
