@@ -6,8 +6,9 @@ import mimetypes
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from activities.runtime import Runtime
@@ -62,32 +63,49 @@ class NewFile:
 
 
 async def add_files(runtime: Runtime, account_id: str, files: Sequence[NewFile]) -> None:
-    """Records the files in the catalogue in one transaction; records that exist stay."""
+    """Records the files in the catalogue, all in one transaction; records that exist stay."""
     if not files:
         return
+    rows = [
+        {
+            "id": new.id,
+            "account_id": uuid.UUID(account_id),
+            "name": new.name,
+            "size": new.size,
+            "content_type": new.content_type or content_type_of(new.name),
+            "hash": new.hash,
+            "pool_id": new.pool_id,
+            "bundle_id": new.bundle_id,
+            "storage_key": storage_key(new.id),
+        }
+        for new in files
+    ]
     async with runtime.sessions.begin() as session:
-        await session.execute(
-            insert(File)
-            .values(
-                [
-                    {
-                        "id": new.id,
-                        "account_id": uuid.UUID(account_id),
-                        "name": new.name,
-                        "size": new.size,
-                        "content_type": new.content_type or content_type_of(new.name),
-                        "hash": new.hash,
-                        "pool_id": new.pool_id,
-                        "bundle_id": new.bundle_id,
-                        "storage_key": storage_key(new.id),
-                    }
-                    for new in files
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=[File.id])
-        )
+        # A list of rows runs as executemany (batched by psycopg): any number of files, one
+        # transaction, so they all appear at once.
+        await session.execute(insert(File).on_conflict_do_nothing(index_elements=[File.id]), rows)
 
 
 def output_id(task_id: str, name: str) -> uuid.UUID:
     """The stable id of a task's output called ``name`` (see NewFile)."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"taskdrive:{task_id}:{name}")
+
+
+async def switch_record(runtime: Runtime, file: File, **values: Any) -> bool:
+    """Sets ``values`` on the file's record in one statement, only if the record is still
+    live where ``file`` says its bytes are (pool and key); False when it is not (moved,
+    rewritten or deleted meanwhile), so a step never points a record at bytes it did not
+    check."""
+    async with runtime.sessions.begin() as session:
+        switched = await session.scalar(
+            update(File)
+            .where(
+                File.id == file.id,
+                File.pool_id == file.pool_id,
+                File.storage_key == file.storage_key,
+                File.deleted_at.is_(None),
+            )
+            .values(**values)
+            .returning(File.id)
+        )
+    return switched is not None

@@ -80,3 +80,16 @@ async def logs(api: httpx.AsyncClient, headers: dict[str, str], task_id: str) ->
     response = await api.get(f"/api/tasks/{task_id}/logs?limit=1000", headers=headers)
     assert response.status_code == 200, response.text
     return [entry["message"] for entry in response.json()]
+
+
+async def pause_midway(
+    api: httpx.AsyncClient, headers: dict[str, str], task_id: str
+) -> dict[str, Any]:
+    """Pauses a running task once it has made progress; returns it Paused, neither at the
+    start nor at the end (the task must be slow enough: see the ``slow_api`` fixture)."""
+    await wait_task(api, headers, task_id, lambda t: t["progress"] > 0)
+    paused = await api.post(f"/api/tasks/{task_id}/pause", headers=headers)
+    assert paused.status_code == 202, paused.text
+    at_pause = await wait_task(api, headers, task_id, "Paused")
+    assert 0 < at_pause["progress"] < 100
+    return at_pause

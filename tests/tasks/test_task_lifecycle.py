@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,27 +13,13 @@ from temporalio.client import Client
 
 from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
-from tests.fixtures.app import S3_POOL_ID, api_client, worker_running
+from tests.fixtures.app import S3_POOL_ID
 from tests.fixtures.s3 import s3_client
-from tests.tasking import create_task, get_task, logs, upload_file, wait_task
+from tests.tasking import create_task, get_task, logs, pause_midway, upload_file, wait_task
 from tests.uploading import random_bytes, sha256
 
 Account = tuple[uuid.UUID, dict[str, str]]
 KiB = 1024
-
-
-@pytest.fixture(scope="module")
-async def slow_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An API and a worker on their own task queues whose steps read 256 KiB/s (a file here
-    takes a second), so a test can act while a task is midway."""
-    slow = settings.model_copy(
-        update={
-            "task_queue_prefix": f"slow-{uuid.uuid4().hex[:8]}",
-            "task_max_bytes_per_second": 256 * KiB,
-        }
-    )
-    async with worker_running(slow), api_client(slow) as client:
-        yield client
 
 
 async def _checksum_task(
@@ -56,12 +41,7 @@ async def test_pause_stops_at_a_checkpoint_and_resume_continues_from_it(
     account_id, headers = account
     task, files = await _checksum_task(slow_api, headers, 6)
     task_id = task["taskId"]
-    await wait_task(slow_api, headers, task_id, lambda t: t["progress"] > 0)
-
-    paused = await slow_api.post(f"/api/tasks/{task_id}/pause", headers=headers)
-    assert paused.status_code == 202, paused.text
-    at_pause = await wait_task(slow_api, headers, task_id, "Paused")
-    assert 0 < at_pause["progress"] < 100
+    await pause_midway(slow_api, headers, task_id)
     hashed_before = await logs(slow_api, headers, task_id)
     assert 0 < len(hashed_before) < 6
 
