@@ -26,7 +26,7 @@ import signal
 import sys
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,8 +105,23 @@ def note(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
-async def run(options: Options) -> list[str]:
-    lines: list[str] = []
+@dataclass(frozen=True)
+class System:
+    """The system under measurement, its servers running: see ``running_system``."""
+
+    settings: Settings
+    env: dict[str, str]  # the servers' environment
+    folder: Path  # a temp folder for the run, removed afterwards
+    worker: ManagedProcess
+    api: ManagedProcess
+    api_base: str
+
+
+@contextlib.asynccontextmanager
+async def running_system() -> AsyncIterator[System]:
+    """Temporal dev server, Postgres, worker and API (subprocesses) over a temp data folder;
+    all stopped and removed on exit. When the body fails, the end of the worker's and the
+    API's logs is printed first."""
     async with contextlib.AsyncExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="taskdrive-bench-"))
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)
@@ -127,24 +142,35 @@ async def run(options: Options) -> list[str]:
         await asyncio.to_thread(upgrade, settings)
         _ = settings.signing_key  # created once here, before two processes race to create it
         env = child_env(settings)
-        api_port, baseline_port = free_port(settings.api_host), free_port(settings.api_host)
+        api_port = free_port(settings.api_host)
         logs = tmp / "logs"
 
         worker = ManagedProcess(["worker"], env, logs / "worker.log").start()
         stack.callback(_stop, worker)
         api = ManagedProcess(["api", "--port", str(api_port)], env, logs / "api.log").start()
         stack.callback(_stop, api)
-        baseline_dir = tmp / "baseline"
+        try:
+            yield System(settings, env, tmp, worker, api, f"http://{settings.api_host}:{api_port}")
+        except Exception:  # a failure, not an interruption: show what the servers said
+            for name, process in (("worker", worker), ("api", api)):
+                print(f"--- {name} log (end) ---\n{process.log_tail(30)}", file=sys.stderr)
+            raise
+
+
+async def run(options: Options) -> list[str]:
+    lines: list[str] = []
+    async with running_system() as system:
+        settings, env, api, api_base = system.settings, system.env, system.api, system.api_base
+        baseline_port = free_port(settings.api_host)
+        baseline_dir = system.folder / "baseline"
         # Same host and log level as the API (`taskdrive api` reads both from the settings).
         server_args = ["--host", settings.api_host, "--log-level", settings.log_level.lower()]
         baseline = BaselineProcess(
             [*server_args, "--port", str(baseline_port)],
             {**env, DIR_ENV: str(baseline_dir)},
-            logs / "baseline.log",
+            system.folder / "logs" / "baseline.log",
         ).start()
-        stack.callback(_stop, baseline)
         try:
-            api_base = f"http://{settings.api_host}:{api_port}"
             baseline_base = f"http://{settings.api_host}:{baseline_port}"
             await asyncio.to_thread(api.wait_http_ok, f"{api_base}/health", READY_TIMEOUT)
             await asyncio.to_thread(baseline.wait_http_ok, f"{baseline_base}/health", READY_TIMEOUT)
@@ -152,10 +178,11 @@ async def run(options: Options) -> list[str]:
                 lines = await measure(
                     options, settings, api, api_base, Baseline(baseline_base, baseline_dir)
                 )
-        except Exception:  # a failure, not an interruption: show what the servers said
-            for name, process in (("worker", worker), ("api", api), ("baseline", baseline)):
-                print(f"--- {name} log (end) ---\n{process.log_tail(30)}", file=sys.stderr)
+        except Exception:  # running_system shows the worker's and the API's logs
+            print(f"--- baseline log (end) ---\n{baseline.log_tail(30)}", file=sys.stderr)
             raise
+        finally:
+            _stop(baseline)
     return lines
 
 
@@ -274,12 +301,19 @@ def main() -> None:
         timeout=args.timeout,
     )
 
+    print_figures(lambda: run(options))
+
+
+def print_figures(bench: Callable[[], Awaitable[list[str]]]) -> None:
+    """Runs ``bench`` to its end and prints the lines it returns; Ctrl-C and SIGTERM stop it,
+    and what it started, cleanly (exit status 130)."""
+
     async def main_task() -> list[str]:
         # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers are stopped too.
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(options)
+        return await bench()
 
     try:
         lines = asyncio.run(main_task())
