@@ -69,6 +69,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     activities: list[Callable[..., Any]] = [
         projection.project_task,
         uploads.assemble_upload,
+        uploads.encrypt_upload,
         uploads.discard_upload,
         uploads.upload_last_activity,
         *type_activities(),

@@ -1,8 +1,10 @@
-"""Upload activities: assemble and verify a finished upload, discard an abandoned one."""
+"""Upload activities: assemble and verify a finished upload (and store it encrypted when asked),
+discard an abandoned one."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC
 
 from sqlalchemy import delete, select
@@ -11,10 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.crypt import (
+    AGE_CONTENT_TYPE,
+    SourceMismatch,
+    encrypted_name,
+    rewrite,
+    rewritten_key,
+)
 from activities.hashing import sha256_of
+from activities.streams import Pacer
 from taskdrive.db.models import File, Upload, UploadChunk
 from taskdrive.errors import ErrorCode
+from taskdrive.fileops.age import encrypt_stream
 from taskdrive.pools import Pool, PoolRegistry, UploadNotFound, UploadTarget
+from taskdrive.secrets import SecretError, unseal
 from taskdrive.settings import Settings
 from taskdrive.tasktypes.upload import AssembleRequest, AssembleResult, DiscardRequest, UploadSpec
 
@@ -84,27 +96,68 @@ class UploadActivities:
                 non_retryable=True,
             )
         async with self._sessions.begin() as session:
-            await session.execute(
-                insert(File)
-                .values(
-                    id=file_id,
-                    account_id=uuid.UUID(spec.header.account_id),
-                    name=spec.file_name,
-                    size=size,
-                    content_type=spec.content_type,
-                    hash=digest,
-                    pool_id=uuid.UUID(spec.pool_id),
-                    bundle_id=uuid.UUID(spec.bundle_id) if spec.bundle_id else None,
-                    storage_key=spec.storage_key,
-                    expired_at=spec.expired_at,
+            if spec.sealed_password is None:
+                # An encrypted upload is recorded by encrypt_upload, once stored encrypted: its
+                # plaintext never appears in the catalogue.
+                await _record(
+                    session, spec, spec.file_name, spec.content_type, spec.storage_key, size, digest
                 )
-                .on_conflict_do_nothing(index_elements=[File.id])
-            )
             await session.execute(
                 delete(UploadChunk).where(UploadChunk.task_id == spec.header.task_id)
             )
         activity.logger.info("upload %s assembled into file %s", spec.header.task_id, file_id)
         return AssembleResult(file_id=spec.file_id, size=size, hash=digest)
+
+    @activity.defn(name="encrypt_upload")
+    async def encrypt_upload(self, request: AssembleRequest) -> AssembleResult:
+        """Stores an assembled, verified upload age-encrypted with its password, and records it.
+
+        The encrypted bytes go to a key of their own while the plaintext is hashed again on
+        the way (it must still be what the client declared); the record, keyed by the reserved
+        file id, is written once they are whole, and the plaintext object is removed after it.
+        Safe to run again after a crash at any point.
+        """
+        spec = request.spec
+        assert spec.sealed_password is not None, "only encrypted uploads are encrypted"
+        pool = self._pool(spec)
+        async with self._sessions() as session:
+            row = await session.get(File, uuid.UUID(spec.file_id))
+        if row is not None:  # recorded before a crash
+            result = AssembleResult(spec.file_id, row.size, row.hash, row.name)
+        else:
+            result = await self._encrypt(spec, spec.sealed_password, pool)
+        await pool.delete(spec.storage_key)
+        activity.logger.info(
+            "upload %s stored encrypted as file %s", spec.header.task_id, spec.file_id
+        )
+        return result
+
+    async def _encrypt(self, spec: UploadSpec, sealed: str, pool: Pool) -> AssembleResult:
+        try:
+            password = unseal(self._settings, spec.header.task_id, sealed)
+        except SecretError as exc:
+            raise ApplicationError(
+                str(exc), type=ErrorCode.UPLOAD_FAILED.code, non_retryable=True
+            ) from None
+        key = rewritten_key(spec.file_id, spec.header.task_id)
+        try:
+            new = await rewrite(
+                _paced_read(pool, spec.storage_key, self._settings.assembly_max_bytes_per_second),
+                lambda plain: encrypt_stream(plain, password),
+                pool,
+                key,
+                expected_hash=spec.hash,
+            )
+        except SourceMismatch as exc:
+            raise ApplicationError(
+                f"the assembled upload changed before it was encrypted: {exc}",
+                type=ErrorCode.HASH_MISMATCH.code,
+                non_retryable=True,
+            ) from None
+        name = encrypted_name(spec.file_name)
+        async with self._sessions.begin() as session:
+            await _record(session, spec, name, AGE_CONTENT_TYPE, key, new.size, new.hash)
+        return AssembleResult(spec.file_id, new.size, new.hash, name)
 
     @activity.defn(name="discard_upload")
     async def discard_upload(self, request: DiscardRequest) -> None:
@@ -114,6 +167,8 @@ class UploadActivities:
         await pool.abort_upload(_target(spec))
         if request.delete_object:
             await pool.delete(spec.storage_key)
+            if spec.sealed_password is not None:  # cancelled while or after it was encrypted
+                await pool.delete(rewritten_key(spec.file_id, spec.header.task_id))
         async with self._sessions.begin() as session:
             await session.execute(
                 delete(UploadChunk).where(UploadChunk.task_id == spec.header.task_id)
@@ -129,3 +184,40 @@ class UploadActivities:
                 select(Upload.last_activity).where(Upload.task_id == task_id)
             )
         return last.astimezone(UTC).isoformat() if last is not None else None
+
+
+async def _record(
+    session: AsyncSession,
+    spec: UploadSpec,
+    name: str,
+    content_type: str,
+    key: str,
+    size: int,
+    digest: str,
+) -> None:
+    """The upload's file record, under the id reserved at create; a repeat changes nothing."""
+    await session.execute(
+        insert(File)
+        .values(
+            id=uuid.UUID(spec.file_id),
+            account_id=uuid.UUID(spec.header.account_id),
+            name=name,
+            size=size,
+            content_type=content_type,
+            hash=digest,
+            pool_id=uuid.UUID(spec.pool_id),
+            bundle_id=uuid.UUID(spec.bundle_id) if spec.bundle_id else None,
+            storage_key=key,
+            expired_at=spec.expired_at,
+        )
+        .on_conflict_do_nothing(index_elements=[File.id])
+    )
+
+
+async def _paced_read(pool: Pool, key: str, max_bytes_per_second: int) -> AsyncIterator[bytes]:
+    """The object's bytes at the assembly rate cap, heartbeating as they flow."""
+    pacer = Pacer(max_bytes_per_second, activity.heartbeat)
+    async for piece in pool.read(key):
+        activity.heartbeat()
+        yield piece
+        await pacer.advance(len(piece))

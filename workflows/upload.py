@@ -1,5 +1,6 @@
 """FileUpload: waits for chunks (their bytes never pass through here), then assembles and
-verifies the file, or ends Cancelled or Expired. Handlers only change state; ``run`` acts."""
+verifies the file (and, given ``encryptPassword``, stores it age-encrypted), or ends Cancelled
+or Expired. Handlers only change state; ``run`` acts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from taskdrive.errors import ErrorCode
@@ -22,6 +24,9 @@ _IO_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     non_retryable_error_types=[ErrorCode.HASH_MISMATCH.code, "UPLOAD_NOT_FOUND"],
 )
+# What fails an upload for good (the bytes are not what was declared; an encrypted upload whose
+# password cannot be unsealed): discard it and end Failed with that code.
+_FAILS_UPLOAD = (ErrorCode.HASH_MISMATCH.code, ErrorCode.UPLOAD_FAILED.code)
 
 
 @workflow.defn(name=up.FILE_UPLOAD.name)
@@ -105,36 +110,20 @@ class UploadWorkflow:
         spec, state = self._require_spec(), self._state
         state.phase = "assembling"
         await self._write(projector, "task.progress", status_message="Assembling and verifying")
-        handle = workflow.start_activity(
-            "assemble_upload",
-            up.AssembleRequest(spec=spec),
-            result_type=up.AssembleResult,
-            start_to_close_timeout=timedelta(hours=6),
-            heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_seconds),
-            retry_policy=_IO_RETRY,
+        result = await self._run_phase(
+            projector, "assemble_upload", ActivityCancellationType.TRY_CANCEL
         )
-        await workflow.wait_condition(lambda: handle.done() or state.cancel_requested)
-        if not handle.done():
-            handle.cancel()
-        try:
-            result = await handle
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == ErrorCode.HASH_MISMATCH.code:
-                state.phase = "failed"
-                await self._discard(
-                    projector,
-                    TaskStatus.FAILED,
-                    cause.message,
-                    error_code=ErrorCode.HASH_MISMATCH.code,
-                )
-                raise ApplicationError(
-                    cause.message, type=ErrorCode.HASH_MISMATCH.code, non_retryable=True
-                ) from err
-            if state.cancel_requested:
-                await self._discard(projector, TaskStatus.CANCELLED, state.cancel_reason)
-                return up.UploadOutcome(status=TaskStatus.CANCELLED)
-            raise
+        if result is not None and spec.sealed_password is not None:
+            # Only encrypted uploads reach this, so histories of the others keep their shape.
+            state.phase = "encrypting"
+            await self._write(projector, "task.progress", status_message="Encrypting")
+            # Waits for the activity to stop on cancel: the discard that follows must come
+            # after its last write, or an encrypted object or record could outlive it.
+            result = await self._run_phase(
+                projector, "encrypt_upload", ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+            )
+        if result is None:
+            return up.UploadOutcome(status=TaskStatus.CANCELLED)
         state.phase = "completed"
         state.status = TaskStatus.COMPLETED
         await projector.write(
@@ -142,10 +131,48 @@ class UploadWorkflow:
             "task.completed",
             progress=100.0,
             finished=True,
-            results={"fileId": result.file_id, "fileName": spec.file_name, "fileSize": result.size},
+            results={
+                "fileId": result.file_id,
+                "fileName": result.file_name or spec.file_name,
+                "fileSize": result.size,
+            },
         )
         Projector.mark_status(TaskStatus.COMPLETED)
         return up.UploadOutcome(status=TaskStatus.COMPLETED, file_id=result.file_id)
+
+    async def _run_phase(
+        self, projector: Projector, activity: str, cancellation: ActivityCancellationType
+    ) -> up.AssembleResult | None:
+        """Runs assembly or encryption to its end; None once a cancel has discarded the upload.
+        A check the bytes fail discards it too and fails the workflow with that error."""
+        spec, state = self._require_spec(), self._state
+        handle = workflow.start_activity(
+            activity,
+            up.AssembleRequest(spec=spec),
+            result_type=up.AssembleResult,
+            start_to_close_timeout=timedelta(hours=6),
+            heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_seconds),
+            retry_policy=_IO_RETRY,
+            cancellation_type=cancellation,
+        )
+        await workflow.wait_condition(lambda: handle.done() or state.cancel_requested)
+        if not handle.done():
+            handle.cancel()
+        try:
+            result: up.AssembleResult = await handle
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type in _FAILS_UPLOAD:
+                state.phase = "failed"
+                await self._discard(
+                    projector, TaskStatus.FAILED, cause.message, error_code=cause.type
+                )
+                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from err
+            if state.cancel_requested:
+                await self._discard(projector, TaskStatus.CANCELLED, state.cancel_reason)
+                return None
+            raise
+        return result
 
     async def _discard(
         self,

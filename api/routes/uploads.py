@@ -28,9 +28,11 @@ from taskdrive.db import uploads as ledger
 from taskdrive.db.models import File, Task, Upload
 from taskdrive.db.projection import apply_projection
 from taskdrive.errors import ErrorCode, TaskdriveError
+from taskdrive.params import REDACTED
 from taskdrive.pools import Pool, UploadNotFound, UploadTarget
 from taskdrive.projection import ProjectionWrite, TaskHeader
 from taskdrive.registry import temporal_priority
+from taskdrive.secrets import seal
 from taskdrive.statuses import TaskStatus
 from taskdrive.tasktypes import upload as up
 from taskdrive.temporal import SA_ACCOUNT_ID, SA_STATUS, SA_TASK_TYPE
@@ -96,23 +98,23 @@ async def create_upload(
     services: ServicesDep,
     session: SessionDep,
 ) -> CreateUploadResponse:
-    """Start a resumable upload, or answer with the file the account already has."""
-    if body.encrypt_password is not None:
-        raise TaskdriveError(
-            ErrorCode.NOT_SUPPORTED, "encryptPassword is not supported yet", field="encryptPassword"
+    """Start a resumable upload, or answer with the file the account already has.
+
+    With ``encryptPassword`` the file is stored age-encrypted, so it is always uploaded: the
+    account's plaintext copy, if any, is not that file."""
+    if body.encrypt_password is None:
+        existing = await session.scalar(
+            select(File)
+            .where(
+                File.account_id == principal.account_id,
+                File.hash == body.hash,
+                File.deleted_at.is_(None),
+            )
+            .order_by(File.created_at)
+            .limit(1)
         )
-    existing = await session.scalar(
-        select(File)
-        .where(
-            File.account_id == principal.account_id,
-            File.hash == body.hash,
-            File.deleted_at.is_(None),
-        )
-        .order_by(File.created_at)
-        .limit(1)
-    )
-    if existing is not None:
-        return CreateUploadResponse(file_exists=True, file=CloudFile.of(existing))
+        if existing is not None:
+            return CreateUploadResponse(file_exists=True, file=CloudFile.of(existing))
 
     settings = services.settings
     pool_id = body.pool_id or settings.default_pool_id
@@ -135,7 +137,14 @@ async def create_upload(
         category=task_type.category,
         priority=task_type.default_priority,
         parameters=body.model_dump(mode="json", by_alias=True, exclude={"encrypt_password"})
-        | {"poolId": str(pool_id), "chunkSize": chunk_size},
+        | {"poolId": str(pool_id), "chunkSize": chunk_size}
+        | ({"encryptPassword": REDACTED} if body.encrypt_password is not None else {}),
+    )
+    # Sealed for this task before it goes to Temporal; Postgres sees only the placeholder.
+    sealed = (
+        seal(settings, task_id, body.encrypt_password.get_secret_value())
+        if body.encrypt_password is not None
+        else None
     )
     client = await services.temporal()
     target = await pool.begin_upload(key, body.file_size, chunk_size)
@@ -167,6 +176,7 @@ async def create_upload(
             expired_at=body.expired_at.isoformat() if body.expired_at else None,
             stale_after_seconds=settings.upload_stale_threshold_seconds,
             heartbeat_timeout_seconds=settings.activity_heartbeat_timeout_seconds,
+            sealed_password=sealed,
         )
         session.add(_upload_row(spec, body.expired_at))
         await session.flush()

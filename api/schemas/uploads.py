@@ -23,7 +23,11 @@ class CreateUploadRequest(CamelModel):
     pool_id: uuid.UUID | None = None
     bundle_id: uuid.UUID | None = None
     chunk_size: int | None = Field(default=None, ge=1)
-    encrypt_password: SecretStr | None = None
+    encrypt_password: SecretStr | None = Field(
+        default=None,
+        min_length=8,
+        description="Store the file age-encrypted with this password (never stored itself).",
+    )
     expired_at: datetime | None = None
 
     @field_validator("hash")

@@ -47,6 +47,9 @@ class UploadSpec:
     expired_at: str | None
     stale_after_seconds: float
     heartbeat_timeout_seconds: float
+    sealed_password: str | None = None
+    """``encryptPassword`` sealed for this task (``taskdrive.secrets``): once verified, the
+    file is stored age-encrypted. Never the plain text; absent on uploads that predate it."""
 
 
 @dataclass
@@ -113,6 +116,8 @@ class AssembleResult:
     file_id: str
     size: int
     hash: str
+    file_name: str | None = None
+    """The stored name where it is not the upload's (encrypted: with ".age")."""
 
 
 @dataclass
