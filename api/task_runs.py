@@ -144,6 +144,10 @@ async def create_task(
                 taskId=task_id,
             )
         return existing, False
+    if task_type.validate_create is not None:
+        # Here, not before the row is written: a replay under its key answers with its task
+        # whatever the account's data has become since. Raising rolls the row back.
+        await task_type.validate_create(session, principal.account_id, model)
     await session.execute(update(Task).where(Task.task_id == task_id).values(request_digest=digest))
     inp = TaskInput(
         header=header,

