@@ -27,6 +27,8 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.upload
+	$(BIN)/python -m bench.tasks
+	$(BIN)/python -m bench.compress
 
 # Re-pin every dependency (run after changing pyproject.toml).
 lock:
