@@ -28,18 +28,51 @@ from __future__ import annotations
 
 import io
 import shutil
-import struct
 import tempfile
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import IO, Any, BinaryIO, Final, Literal, cast, get_args
+from typing import IO, BinaryIO, Final, cast
 
-from PIL import ExifTags, Image, ImageSequence, JpegImagePlugin, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from PIL import Image, ImageSequence, JpegImagePlugin, UnidentifiedImageError
 
-ImageFormat = Literal["png", "jpeg", "webp", "gif"]
-TARGET_FORMATS: Final[tuple[ImageFormat, ...]] = get_args(ImageFormat)
+from taskdrive.fileops.image_formats import (
+    _DECODERS,
+    _MAX_SIDE,
+    _PIL_FORMAT,
+    SOURCE_FORMATS,
+    TARGET_FORMATS,
+    ConversionOptions,
+    ImageFormat,
+    UnsupportedConversion,
+    check_conversion,
+    content_type,
+    output_name,
+)
+from taskdrive.fileops.image_render import (
+    _DECODE_ERRORS,
+    _REDUCING_GAP,
+    _SWAPS_AXES,
+    _colour_family,
+    _duration,
+    _encode,
+    _orientation,
+    _plan_size,
+    _render,
+    _swap,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "MAX_FRAMES",
+    "SOURCE_FORMATS",
+    "TARGET_FORMATS",
+    "ConversionOptions",
+    "ImageFormat",
+    "ImageRejected",
+    "UnsupportedConversion",
+    "check_conversion",
+    "content_type",
+    "convert_image",
+    "output_name",
+]
 
 DEFAULT_MAX_PIXELS: Final = 100_000_000
 # Frames of an animation are also held in memory; the pixel budget bounds their area, this bounds
@@ -47,172 +80,16 @@ DEFAULT_MAX_PIXELS: Final = 100_000_000
 MAX_FRAMES: Final = 2_000
 
 
-class ConversionOptions(BaseModel):
-    """What to do to the image besides changing its format. All optional."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-    width: int | None = Field(
-        default=None,
-        ge=1,
-        le=20_000,
-        description="Output width; with height, resize to exactly that, alone keep the aspect.",
-    )
-    height: int | None = Field(
-        default=None,
-        ge=1,
-        le=20_000,
-        description="Output height; with width, resize to exactly that, alone keep the aspect.",
-    )
-    thumbnail: int | None = Field(
-        default=None,
-        ge=1,
-        le=4_096,
-        description="Fit within N x N keeping the aspect (after any resize); never enlarges.",
-    )
-    quality: int | None = Field(
-        default=None,
-        ge=1,
-        le=100,
-        description="Encoder quality for jpeg and webp; ignored for png and gif.",
-    )
-
-
-class UnsupportedConversion(ValueError):
-    """The request cannot be served: the source is not an accepted image type, or the target
-    is not an output format. Raised before any work, so the API can answer 400."""
-
-
 class ImageRejected(Exception):
     """The bytes are not a usable image: not an image at all, corrupt or truncated, or too many
     pixels (a decompression bomb, or an output larger than the pixel budget)."""
 
 
-# Input types accepted, keyed by content type and by extension, valued by Pillow format name.
-SOURCE_FORMATS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "image/png": "PNG",
-        "image/x-png": "PNG",
-        "image/apng": "PNG",
-        ".png": "PNG",
-        ".apng": "PNG",
-        "image/jpeg": "JPEG",
-        "image/jpg": "JPEG",
-        "image/pjpeg": "JPEG",
-        ".jpg": "JPEG",
-        ".jpeg": "JPEG",
-        ".jpe": "JPEG",
-        ".jfif": "JPEG",
-        "image/webp": "WEBP",
-        ".webp": "WEBP",
-        "image/gif": "GIF",
-        ".gif": "GIF",
-        "image/bmp": "BMP",
-        "image/x-bmp": "BMP",
-        "image/x-ms-bmp": "BMP",
-        ".bmp": "BMP",
-        "image/tiff": "TIFF",
-        "image/tiff-fx": "TIFF",
-        ".tif": "TIFF",
-        ".tiff": "TIFF",
-    }
-)
-_DECODERS: Final = tuple(sorted(set(SOURCE_FORMATS.values())))
-
-# Content types that say nothing about the bytes; only then does the extension decide.
-_GENERIC_CONTENT_TYPES: Final = frozenset(
-    {"", "application/octet-stream", "binary/octet-stream", "application/binary"}
-)
-_TARGET_ALIASES: Final[Mapping[str, ImageFormat]] = MappingProxyType(
-    {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp", "gif": "gif"}
-)
-_PIL_FORMAT: Final[Mapping[ImageFormat, str]] = MappingProxyType(
-    {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF"}
-)
-_EXTENSION: Final[Mapping[ImageFormat, str]] = MappingProxyType(
-    {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "gif": ".gif"}
-)
-_CONTENT_TYPE: Final[Mapping[ImageFormat, str]] = MappingProxyType(
-    {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}
-)
-# Largest side each encoder can write; checking first gives a clear error instead of an encoder's.
-_MAX_SIDE: Final[Mapping[ImageFormat, int]] = MappingProxyType(
-    {"png": 2**31 - 1, "jpeg": 65_500, "webp": 16_383, "gif": 65_535}
-)
 _ANIMATED_SOURCES: Final = frozenset({"GIF", "WEBP", "PNG"})
 _ANIMATED_TARGETS: Final[frozenset[ImageFormat]] = frozenset({"gif", "webp"})
 
-_ORIENTATION: Final[Mapping[int, Image.Transpose]] = MappingProxyType(
-    {
-        2: Image.Transpose.FLIP_LEFT_RIGHT,
-        3: Image.Transpose.ROTATE_180,
-        4: Image.Transpose.FLIP_TOP_BOTTOM,
-        5: Image.Transpose.TRANSPOSE,
-        6: Image.Transpose.ROTATE_270,
-        7: Image.Transpose.TRANSVERSE,
-        8: Image.Transpose.ROTATE_90,
-    }
-)
-_SWAPS_AXES: Final = frozenset(
-    {
-        Image.Transpose.TRANSPOSE,
-        Image.Transpose.ROTATE_270,
-        Image.Transpose.TRANSVERSE,
-        Image.Transpose.ROTATE_90,
-    }
-)
-
-# What Pillow raises for bytes it cannot decode. Listed rather than ``Exception`` so that our own
-# bugs are not reported to the user as a bad image.
-_DECODE_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
-
 # Non-seekable sources are copied here first; past this size the copy goes to a temporary file.
 _SPOOL_MEMORY: Final = 16 * 1024 * 1024
-_RESAMPLE: Final = Image.Resampling.LANCZOS
-# Shrink by whole factors first, then resample: much faster for big reductions and, at 3.0,
-# indistinguishable from a single pass (Pillow's documentation).
-_REDUCING_GAP: Final = 3.0
-
-
-def check_conversion(source_name: str, source_content_type: str, target_format: str) -> ImageFormat:
-    """Validate a conversion request up front and return the canonical target format.
-
-    A specific content type decides on its own (``text/plain`` is refused even for ``x.png``);
-    the extension decides only when the content type is missing or generic
-    (``application/octet-stream``), as from clients that do not sniff.
-    """
-    target = _TARGET_ALIASES.get(target_format.strip().lower().lstrip("."))
-    if target is None:
-        raise UnsupportedConversion(
-            f"cannot convert to {target_format!r}: the target format must be one of "
-            + ", ".join(TARGET_FORMATS)
-        )
-    media_type = source_content_type.partition(";")[0].strip().lower()
-    if media_type in _GENERIC_CONTENT_TYPES:
-        accepted = _extension(source_name) in SOURCE_FORMATS
-        described = f"{source_name!r} (no specific content type)"
-    else:
-        accepted = "/" in media_type and media_type in SOURCE_FORMATS
-        described = f"{source_name!r} ({media_type})"
-    if not accepted:
-        raise UnsupportedConversion(
-            f"cannot convert {described}: not a supported image; "
-            "the source must be PNG, JPEG, WebP, GIF, BMP or TIFF"
-        )
-    return target
-
-
-def output_name(source_name: str, target_format: ImageFormat) -> str:
-    """The converted file's name: an image extension is replaced, anything else is kept."""
-    name = source_name.strip() or "image"
-    if _extension(name) in SOURCE_FORMATS:
-        name = name.rpartition(".")[0]
-    return name + _EXTENSION[target_format]
-
-
-def content_type(target_format: ImageFormat) -> str:
-    """The media type of the converted file."""
-    return _CONTENT_TYPE[target_format]
 
 
 def convert_image(
@@ -379,132 +256,3 @@ def _check_budget(what: str, size: tuple[int, int], max_pixels: int, *, frames: 
         raise ImageRejected(
             f"too many pixels: {what} is {shape} = {pixels} pixels, over the limit of {max_pixels}"
         )
-
-
-def _plan_size(size: tuple[int, int], options: ConversionOptions) -> tuple[int, int]:
-    """Apply resize then thumbnail arithmetically, so the bitmap is resampled once."""
-    width, height = size
-    if options.width is not None and options.height is not None:
-        width, height = options.width, options.height
-    elif options.width is not None:
-        width, height = options.width, max(1, round(height * options.width / width))
-    elif options.height is not None:
-        width, height = max(1, round(width * options.height / height)), options.height
-    box = options.thumbnail
-    if box is not None and (width > box or height > box):
-        scale = min(box / width, box / height)
-        width = min(box, max(1, round(width * scale)))
-        height = min(box, max(1, round(height * scale)))
-    return width, height
-
-
-def _swap(size: tuple[int, int]) -> tuple[int, int]:
-    return size[1], size[0]
-
-
-def _orientation(img: Image.Image) -> Image.Transpose | None:
-    try:
-        value = img.getexif().get(ExifTags.Base.Orientation)
-    except _DECODE_ERRORS:
-        # A mangled EXIF block should not cost the user the image; it only loses the rotation.
-        return None
-    return _ORIENTATION.get(value) if isinstance(value, int) else None
-
-
-def _render(
-    frame: Image.Image,
-    size: tuple[int, int],
-    transpose: Image.Transpose | None,
-    target: ImageFormat,
-) -> Image.Image:
-    im = _working_mode(frame)
-    if im.size != size:
-        im = im.resize(size, _RESAMPLE, reducing_gap=_REDUCING_GAP)
-    if transpose is not None:
-        im = im.transpose(transpose)
-    if target == "jpeg" and im.mode in ("RGBA", "LA"):
-        # JPEG has no alpha; white is what a transparent area usually looks like on a page.
-        flat = Image.new("RGB", im.size, "white")
-        flat.paste(im.convert("RGB"), mask=im.getchannel("A"))
-        im = flat
-    return im
-
-
-def _working_mode(im: Image.Image) -> Image.Image:
-    """One of L, LA, RGB, RGBA: what every encoder takes and what resamples properly (Pillow
-    resizes palette and bilevel images with nearest-neighbour, which looks ragged)."""
-    mode = im.mode
-    if mode in ("RGBA", "LA"):
-        return im
-    if im.has_transparency_data:
-        # Palette or colour-key transparency: make it an alpha channel so it survives resizing.
-        return im.convert("RGBA")
-    if mode in ("RGB", "L"):
-        return im
-    if mode.startswith("I;16"):
-        # convert("L") would clip everything above 255 to white; scale the 16-bit range instead.
-        return im.convert("I").point(lambda v: v * (1 / 257)).convert("L")
-    if mode in ("1", "I", "F"):
-        return im.convert("L")
-    return im.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV
-
-
-def _colour_family(mode: str) -> str | None:
-    if mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16"):
-        return "grey"
-    if mode in ("RGB", "RGBA", "P", "PA", "RGBX", "RGBa"):
-        return "rgb"
-    return None  # CMYK, LAB...: the profile no longer describes converted pixels
-
-
-def _duration(value: object) -> int:
-    # Frame durations in milliseconds; APNG gives floats, a missing one means "as fast as allowed",
-    # which browsers show at 100 ms anyway.
-    return round(value) if isinstance(value, int | float) and value >= 0 else 100
-
-
-def _encode(
-    frames: list[Image.Image],
-    durations: list[int],
-    target: ImageFormat,
-    options: ConversionOptions,
-    *,
-    icc_profile: bytes | None,
-    loop: object,
-) -> bytes:
-    params: dict[str, Any] = {}
-    if target in ("jpeg", "webp") and options.quality is not None:
-        params["quality"] = options.quality
-    if target == "jpeg":
-        params["optimize"] = True  # Huffman tables fitted to the image: smaller, nearly free
-    if icc_profile:
-        params["icc_profile"] = icc_profile
-    if len(frames) > 1:
-        params["save_all"] = True
-        params["append_images"] = frames[1:]
-        params["duration"] = durations
-        if isinstance(loop, int):
-            params["loop"] = loop
-        elif target == "webp":
-            params["loop"] = 1  # a GIF without a loop count plays once; WebP defaults to forever
-        if target == "gif" and any(_has_transparent_pixels(frame) for frame in frames):
-            # Our frames are whole pictures, not deltas. Where one is transparent the previous
-            # frame must not show through, so each is drawn on a cleared canvas ("restore to
-            # background"); Pillow's default would leave the previous frame in place.
-            params["disposal"] = 2
-    buffer = io.BytesIO()
-    frames[0].save(buffer, format=_PIL_FORMAT[target], **params)
-    return buffer.getvalue()
-
-
-def _has_transparent_pixels(im: Image.Image) -> bool:
-    if im.mode not in ("RGBA", "LA"):
-        return False
-    lowest, _ = cast(tuple[int, int], im.getchannel("A").getextrema())
-    return lowest < 255
-
-
-def _extension(name: str) -> str:
-    """The lower-cased extension with its dot; none for a dotfile such as ``.png``."""
-    stem, dot, suffix = name.rpartition("/")[2].rpartition(".")
-    return f".{suffix.lower()}" if dot and stem else ""

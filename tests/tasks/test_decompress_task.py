@@ -15,7 +15,7 @@ import pytest
 
 from activities.files import output_id, storage_key
 from taskdrive.settings import Settings
-from tests.fileops.test_archives import tar_info, tar_of, zip_of
+from tests.fileops.archive_helpers import tar_info, tar_of, zip_of
 from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir, worker_running
 from tests.tasking import create_task, logs, upload_file, wait_task
 from tests.tasks.archives import (

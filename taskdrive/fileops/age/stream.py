@@ -1,113 +1,46 @@
-"""The age file format (age-encryption.org/v1) with a passphrase, as a streaming codec.
+"""The age payload: the STREAM construction, as the push-style ``Encryptor`` and ``Decryptor``.
 
-An age file is a text header followed by a binary payload::
-
-    age-encryption.org/v1
-    -> scrypt <salt: 16 bytes> <work factor: log2 N>
-    <the 16-byte file key, sealed with ChaCha20-Poly1305 under scrypt(passphrase, salt)>
-    --- <HMAC-SHA256 over the header up to and including "---">
-    <payload nonce: 16 bytes><payload chunks...>
-
-Binary header fields are canonical, unpadded, standard base64, and a stanza body is wrapped at 64
-columns and always ends with a line shorter than that (possibly empty). The header MAC is keyed
-from the file key, so a header can only be verified after the passphrase has unwrapped the key.
-
-The payload is the STREAM construction: the plaintext is cut into 64 KiB chunks, each sealed with
-ChaCha20-Poly1305 under HKDF-SHA256(file key, salt=payload nonce, info="payload"). A chunk's
-12-byte nonce is its index as an 11-byte big-endian counter plus a flag byte that is 1 only on
-the last chunk, which is how truncation is detected: a stream must end on a chunk sealed as last.
-Only the whole-file-empty case has an empty last chunk; a last chunk of exactly 64 KiB is flagged
-last itself, so a reader cannot tell a full chunk is the last one until the input ends.
-
-Only the scrypt recipient is implemented; the spec requires it to be the header's only stanza.
-Other recipient types, and the ASCII-armored form, are rejected as malformed input.
-
-``Encryptor`` and ``Decryptor`` are push-style and synchronous, holding at most one chunk besides
-what the caller passes in; ``encrypt_stream`` and ``decrypt_stream`` drive them over async byte
-iterators, doing the CPU work in a worker thread a few MiB at a time.
+See the package docstring for the format.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import os
-import re
-from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-__all__ = [
-    "CHUNK_SIZE",
-    "DEFAULT_BLOCK_SIZE",
-    "DEFAULT_MAX_WORK_FACTOR",
-    "DEFAULT_WORK_FACTOR",
-    "AgeError",
-    "Decryptor",
-    "Encryptor",
-    "WrongPassphrase",
-    "decrypt_stream",
-    "encrypt_stream",
-    "encrypted_size",
-]
+from taskdrive.fileops.age.errors import AgeError
+from taskdrive.fileops.age.header import (
+    _FILE_KEY_SIZE,
+    _MAX_DECRYPT_WORK_FACTOR,
+    _MAX_ENCRYPT_WORK_FACTOR,
+    _MAX_HEADER_SIZE,
+    _PAYLOAD_NONCE_SIZE,
+    _SALT_SIZE,
+    _TAG_SIZE,
+    _VERSION_LINE,
+    _ZERO_NONCE,
+    DEFAULT_MAX_WORK_FACTOR,
+    DEFAULT_WORK_FACTOR,
+    _b64encode,
+    _check_passphrase,
+    _header_mac,
+    _open_header,
+    _scrypt,
+    _wrap_body,
+)
 
 BytesLike: TypeAlias = bytes | bytearray | memoryview
 
-# log2 of scrypt's N when encrypting: the value age's reference implementation uses, ~0.5-1 s and
-# 256 MiB (scrypt with r=8 needs N KiB of memory).
-DEFAULT_WORK_FACTOR: Final = 18
-# The highest work factor accepted when decrypting, as in the reference implementation. The work
-# factor comes from the file, so without a bound a crafted header makes us burn minutes of CPU and
-# gigabytes of memory before the passphrase can even be checked. 22 already needs 4 GiB.
-DEFAULT_MAX_WORK_FACTOR: Final = 22
-# Refuse to encrypt with more than this: 2**30 KiB = 1 TiB of scrypt memory, beyond any machine we
-# run on, and no reader would accept such a file with its default limit anyway.
-_MAX_ENCRYPT_WORK_FACTOR: Final = 30
-# The spec bounds the work factor below 64.
-_MAX_DECRYPT_WORK_FACTOR: Final = 63
-
 CHUNK_SIZE: Final = 64 * 1024
-_TAG_SIZE: Final = 16
 _SEALED_CHUNK_SIZE: Final = CHUNK_SIZE + _TAG_SIZE
 # The counter is 11 bytes; unreachable in practice (2**88 chunks), checked because a reused nonce
 # would be catastrophic.
 _MAX_CHUNKS: Final = 1 << 88
-
-_VERSION_LINE: Final = b"age-encryption.org/v1\n"
-_SCRYPT_SALT_LABEL: Final = b"age-encryption.org/v1/scrypt"
-_FILE_KEY_SIZE: Final = 16
-_SALT_SIZE: Final = 16
-_PAYLOAD_NONCE_SIZE: Final = 16
-_MAC_SIZE: Final = 32
-_COLUMNS: Final = 64
-# A passphrase-only header is about 150 bytes. Cap how much we buffer while looking for its end,
-# so that a non-age input (or a header with thousands of other recipients) fails fast instead of
-# being accumulated whole.
-_MAX_HEADER_SIZE: Final = 64 * 1024
-# The wrapped file key is sealed once under a single-use key, so a zero nonce is safe (per spec).
-_ZERO_NONCE: Final = bytes(12)
-
-# Worker-thread batches in the async helpers: big enough that the thread hop is noise next to the
-# crypto (~15 us per 64 KiB chunk), small enough to keep memory flat and the loop responsive.
-DEFAULT_BLOCK_SIZE: Final = 4 * 1024 * 1024
-
-_ARGUMENT = re.compile(rb"[\x21-\x7e]+")
-_WORK_FACTOR = re.compile(rb"[1-9][0-9]?")
-
-
-class AgeError(Exception):
-    """The input is not a valid passphrase-encrypted age file, or it was modified or truncated."""
-
-
-class WrongPassphrase(AgeError):
-    """The scrypt stanza could not be unwrapped: wrong passphrase (or a corrupted stanza)."""
 
 
 def encrypted_size(plaintext_size: int, header_size: int) -> int:
@@ -408,216 +341,3 @@ def _open_middle(stream: _Stream, chunk: BytesLike) -> bytes:
             f"age payload chunk {stream.index} failed authentication: the file is damaged or "
             "was modified (or has trailing data)"
         ) from None
-
-
-@dataclass(frozen=True, slots=True)
-class _Stanza:
-    type: bytes
-    arguments: list[bytes]
-    body: bytes
-
-
-def _open_header(header: bytes, passphrase: bytes, max_work_factor: int) -> bytes:
-    """Parse and verify a complete header (through its final newline); return the file key."""
-    stanzas, mac_input, mac = _parse_header(header)
-    if not any(stanza.type == b"scrypt" for stanza in stanzas):
-        names = ", ".join(sorted({stanza.type.decode() for stanza in stanzas}))
-        raise AgeError(f"the age file is not passphrase-encrypted (recipient types: {names})")
-    if len(stanzas) != 1:
-        # Any other recipient could read the file, silently voiding what a passphrase promises;
-        # the spec forbids the mix.
-        raise AgeError("malformed age header: an scrypt stanza must be the only stanza")
-    stanza = stanzas[0]
-    if len(stanza.arguments) != 2:
-        raise AgeError("malformed age header: the scrypt stanza needs a salt and a work factor")
-    salt_text, work_factor_text = stanza.arguments
-    salt = _b64decode(salt_text, "scrypt salt")
-    if len(salt) != _SALT_SIZE:
-        raise AgeError("malformed age header: the scrypt salt is not 16 bytes")
-    if _WORK_FACTOR.fullmatch(work_factor_text) is None:
-        # No sign, no leading zero, not zero: one spelling per value, and at most two digits so
-        # that parsing it is trivially cheap.
-        raise AgeError("malformed age header: invalid scrypt work factor")
-    work_factor = int(work_factor_text)
-    # Checked before any scrypt work: this is the denial-of-service guard.
-    if work_factor > max_work_factor:
-        raise AgeError(
-            f"age scrypt work factor {work_factor} exceeds the maximum {max_work_factor}"
-        )
-    if len(stanza.body) != _FILE_KEY_SIZE + _TAG_SIZE:
-        raise AgeError("malformed age header: the scrypt stanza body has the wrong size")
-    wrap_key = _scrypt(passphrase, salt, work_factor)
-    try:
-        file_key = ChaCha20Poly1305(wrap_key).decrypt(_ZERO_NONCE, stanza.body, None)
-    except InvalidTag:
-        raise WrongPassphrase("incorrect passphrase for this age file") from None
-    verifier = hmac.HMAC(_header_mac_key(file_key), hashes.SHA256())
-    verifier.update(mac_input)
-    try:
-        verifier.verify(mac)
-    except InvalidSignature:
-        raise AgeError("age header MAC mismatch: the header was modified") from None
-    return file_key
-
-
-def _parse_header(header: bytes) -> tuple[list[_Stanza], bytes, bytes]:
-    """Split a header into its stanzas, the bytes its MAC covers, and the MAC.
-
-    Strict on purpose: the MAC authenticates bytes, so every header must have one encoding.
-    """
-    lines = header[:-1].split(b"\n")  # the caller cut the header just after a newline
-    if lines[0] + b"\n" != _VERSION_LINE:
-        raise AgeError("not an age-encryption.org/v1 file")
-    stanzas: list[_Stanza] = []
-    index = 1
-    while lines[index].startswith(b"-> "):
-        arguments = lines[index][3:].split(b" ")
-        if not all(_ARGUMENT.fullmatch(argument) for argument in arguments):
-            raise AgeError("malformed age header: invalid stanza line")
-        # The body is 64-column lines ending with a shorter (maybe empty) one, so that a reader
-        # knows where it stops without a length field.
-        body: list[bytes] = []
-        while True:
-            index += 1
-            if index >= len(lines) - 1:  # the last line is the MAC line
-                raise AgeError("malformed age header: unterminated stanza body")
-            line = lines[index]
-            if len(line) > _COLUMNS:
-                raise AgeError("malformed age header: stanza body line longer than 64 columns")
-            body.append(line)
-            if len(line) < _COLUMNS:
-                break
-        stanzas.append(_Stanza(arguments[0], arguments[1:], _b64decode(b"".join(body), "body")))
-        index += 1
-    if index != len(lines) - 1 or not lines[index].startswith(b"--- "):
-        raise AgeError("malformed age header: expected a stanza or the MAC line")
-    if not stanzas:
-        raise AgeError("malformed age header: no recipient stanzas")
-    mac = _b64decode(lines[index][4:], "header MAC")
-    if len(mac) != _MAC_SIZE:
-        raise AgeError("malformed age header: the MAC is not 32 bytes")
-    # Covered: everything up to and including "---", i.e. not the space and MAC after it.
-    mac_input = header[: len(header) - 1 - len(lines[index]) + 3]
-    return stanzas, mac_input, mac
-
-
-def _b64encode(raw: bytes) -> bytes:
-    return base64.b64encode(raw).rstrip(b"=")
-
-
-def _b64decode(text: bytes, what: str) -> bytes:
-    """Decode canonical unpadded standard base64, rejecting every other spelling."""
-    if b"=" in text or len(text) % 4 == 1:
-        raise AgeError(f"malformed age header: {what} is not unpadded base64")
-    try:
-        raw = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
-    except binascii.Error:
-        raise AgeError(f"malformed age header: {what} is not valid base64") from None
-    # Unused low bits of the last character must be zero, or one value has several spellings.
-    if _b64encode(raw) != text:
-        raise AgeError(f"malformed age header: {what} is not canonical base64")
-    return raw
-
-
-def _wrap_body(text: bytes) -> bytes:
-    # Always end with a line shorter than 64 columns, adding an empty one if need be.
-    lines = [text[start : start + _COLUMNS] for start in range(0, len(text) + 1, _COLUMNS)]
-    return b"".join(line + b"\n" for line in lines)
-
-
-def _scrypt(passphrase: bytes, salt: bytes, work_factor: int) -> bytes:
-    kdf = Scrypt(salt=_SCRYPT_SALT_LABEL + salt, length=32, n=1 << work_factor, r=8, p=1)
-    return kdf.derive(passphrase)
-
-
-def _header_mac_key(file_key: bytes) -> bytes:
-    # An empty HKDF salt, as the spec says; equivalent to HashLen zero bytes (RFC 5869).
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"header").derive(file_key)
-
-
-def _header_mac(file_key: bytes, mac_input: bytes) -> bytes:
-    signer = hmac.HMAC(_header_mac_key(file_key), hashes.SHA256())
-    signer.update(mac_input)
-    return signer.finalize()
-
-
-def _check_passphrase(passphrase: str) -> None:
-    # Never echo the value, not even its length.
-    if not isinstance(passphrase, str) or not passphrase:
-        raise ValueError("the passphrase must be a non-empty string")
-
-
-async def encrypt_stream(
-    source: AsyncIterable[bytes],
-    passphrase: str,
-    *,
-    work_factor: int = DEFAULT_WORK_FACTOR,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-) -> AsyncIterator[bytes]:
-    """Encrypt an async byte stream to an age file, yielded in pieces of about ``block_size``.
-
-    scrypt and the chunk encryption run in a worker thread, ``block_size`` bytes at a time, so
-    the event loop keeps running; memory stays around two blocks whatever the file size.
-    """
-    encryptor = Encryptor(passphrase, work_factor=work_factor)
-    # This frame outlives the key derivation; keep the passphrase out of tracebacks that capture
-    # local variables (error reporters do).
-    del passphrase
-    yield await asyncio.to_thread(encryptor.header)
-    async for block in _reblock(source, block_size):
-        ciphertext = await asyncio.to_thread(encryptor.update, block)
-        if ciphertext:
-            yield ciphertext
-    # At most one chunk: cheaper inline than a thread hop.
-    yield encryptor.finish()
-
-
-async def decrypt_stream(
-    source: AsyncIterable[bytes],
-    passphrase: str,
-    *,
-    max_work_factor: int = DEFAULT_MAX_WORK_FACTOR,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-) -> AsyncIterator[bytes]:
-    """Decrypt an async byte stream holding an age file, yielding plaintext as it authenticates.
-
-    Raises ``WrongPassphrase`` or ``AgeError`` from the iteration. The file is only known to be
-    complete when the iteration ends without error: a consumer writing the plaintext somewhere
-    must discard it if an error is raised, even after many pieces were yielded.
-    """
-    decryptor = Decryptor(passphrase, max_work_factor=max_work_factor)
-    del passphrase  # as in encrypt_stream
-    async for block in _reblock(source, block_size):
-        plaintext = await asyncio.to_thread(decryptor.update, block)
-        if plaintext:
-            yield plaintext
-    plaintext = decryptor.finish()
-    if plaintext:
-        yield plaintext
-
-
-async def _reblock(source: AsyncIterable[bytes], size: int) -> AsyncIterator[BytesLike]:
-    """Regroup arbitrary pieces into blocks of ``size`` bytes (the last may be shorter).
-
-    Small pieces are gathered so each thread hop carries real work; large ones are sliced
-    without copying so no single hop holds more than a block.
-    """
-    if size < 1:
-        raise ValueError("block_size must be positive")
-    gathered = bytearray()
-    async for piece in source:
-        view = memoryview(piece).cast("B")
-        if gathered:
-            take = min(size - len(gathered), len(view))
-            gathered += view[:take]
-            view = view[take:]
-            if len(gathered) < size:
-                continue
-            yield gathered
-            gathered = bytearray()  # the consumer may still hold the block it was given
-        while len(view) >= size:
-            yield view[:size]
-            view = view[size:]
-        gathered += view
-    if gathered:
-        yield gathered
