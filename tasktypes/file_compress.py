@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from taskdrive.params import TaskParams
     from taskdrive.registry import TaskType, register
     from taskdrive.tasks import RetryRules, StepRequest, StepResult, TaskInput, TaskOutcome
-    from tasktypes._outputs import remove_outputs, run_cleanup
+    from tasktypes._outputs import remove_outputs
 
 CONTENT_TYPES: Final[dict[ArchiveFormat, str]] = {
     "zip": "application/zip",
@@ -229,7 +229,7 @@ class FileCompressWorkflow(TaskWorkflow[FileCompressParams]):
         # crash between the two) can leave the object, or both; remove whichever exists.
         output = self.state.get("output")
         if output is not None:
-            await run_cleanup(self, remove_output_step, output)
+            await self.cleanup_step(remove_output_step, output)
 
 
 FILE_COMPRESS = register(

@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from taskdrive.params import TaskParams
     from taskdrive.registry import TaskType, register
     from taskdrive.tasks import RetryRules, StepRequest, StepResult, TaskInput, TaskOutcome
-    from tasktypes._outputs import remove_outputs, run_cleanup
+    from tasktypes._outputs import remove_outputs
 
 # What an archive may expand to (there are no settings for these yet): 10 GiB of entry data,
 # 10,000 entries (directories count), 100 bytes out per byte in once 1 MiB has come out.
@@ -223,7 +223,7 @@ class FileDecompressWorkflow(TaskWorkflow[FileDecompressParams]):
         # one case this misses.)
         checkpoint: dict[str, Any] = self.checkpoints.get(EXTRACT, {})
         if self.state.get("extracting") and not checkpoint.get(_CLEAN):
-            await run_cleanup(self, remove_entries_step)
+            await self.cleanup_step(remove_entries_step)
 
 
 FILE_DECOMPRESS = register(

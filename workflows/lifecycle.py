@@ -59,6 +59,8 @@ Step = Callable[[StepRequest], Awaitable[StepResult]]
 _INFRA_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
+# A removal step is retried by Temporal after a crash or timeout only; its own errors end it.
+_CLEANUP_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 _PROGRESS_STEP = 1.0  # percent: smaller moves are reported by the steps themselves
 
 
@@ -120,6 +122,24 @@ class TaskWorkflow(Generic[P]):
     def checkpoints(self) -> dict[str, Any]:
         """Each unfinished step's last checkpoint, by step key."""
         return {k: v for k, v in self._state.checkpoint.items() if k != "workflow"}
+
+    async def cleanup_step(self, activity: Step, data: dict[str, Any] | None = None) -> None:
+        """Runs a removal step from ``cleanup``, once, to its end. Unlike ``step`` it runs
+        after a cancel (which is when cleanup runs) and is not retried by the task's rules:
+        the outcome is decided, and a failed cleanup is only logged by the caller."""
+        inp = self.task_input
+        await workflow.execute_activity(
+            activity,
+            StepRequest(
+                task_id=inp.header.task_id,
+                account_id=inp.header.account_id,
+                params=inp.params,
+                data=data or {},
+            ),
+            start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+            retry_policy=_CLEANUP_RETRY,
+        )
 
     async def step(
         self,
