@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
         TaskView,
     )
+    from workflows.cancellation import run_cancellable
     from workflows.projector import Projector
 
 P = TypeVar("P", bound=BaseModel)
@@ -61,6 +62,7 @@ _INFRA_RETRY = RetryPolicy(
 )
 # A removal step is retried by Temporal after a crash or timeout only; its own errors end it.
 _CLEANUP_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+_TEMPORAL_CANCEL = LifecycleSignal("cancelled through Temporal", "temporal")
 _PROGRESS_STEP = 1.0  # percent: smaller moves are reported by the steps themselves
 
 
@@ -239,6 +241,15 @@ class TaskWorkflow(Generic[P]):
         if task_type is None or task_type.params is None:
             raise ApplicationError(f"unknown task type {inp.header.type}", non_retryable=True)
         self._params = task_type.params.model_validate(inp.params)  # type: ignore[assignment]
+        outcome, temporal_cancel = await run_cancellable(
+            self._live(), lambda: self.cancel(_TEMPORAL_CANCEL)
+        )
+        if temporal_cancel and outcome.status == TaskStatus.CANCELLED:
+            # Cleaned up like any cancel; Temporal records the workflow Canceled, as asked.
+            raise asyncio.CancelledError(_TEMPORAL_CANCEL.reason)
+        return outcome
+
+    async def _live(self) -> TaskOutcome:
         try:
             if self._status == TaskStatus.PENDING:
                 await self._transition(TaskStatus.IN_PROGRESS, "task.started", started=True)
@@ -246,11 +257,6 @@ class TaskWorkflow(Generic[P]):
         except _Cancelled:
             await self._finish_cancelled(self._cancel)
             return TaskOutcome(status=TaskStatus.CANCELLED)
-        except asyncio.CancelledError:
-            # Cancelled through Temporal itself (the Web UI): clean up, then let Temporal
-            # record the workflow Canceled.
-            await self._finish_cancelled(LifecycleSignal("cancelled through Temporal", "temporal"))
-            raise
         except _Failed as failure:
             await self._cleanup_quietly()
             self._status = TaskStatus.FAILED

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from taskdrive.errors import ErrorCode
     from taskdrive.statuses import TaskStatus
     from taskdrive.tasktypes import upload as up
+    from workflows.cancellation import run_cancellable
     from workflows.projector import Projector
 
 _IO_RETRY = RetryPolicy(
@@ -27,6 +28,7 @@ _IO_RETRY = RetryPolicy(
 # What fails an upload for good (the bytes are not what was declared; an encrypted upload whose
 # password cannot be unsealed): discard it and end Failed with that code.
 _FAILS_UPLOAD = (ErrorCode.HASH_MISMATCH.code, ErrorCode.UPLOAD_FAILED.code)
+_TEMPORAL_CANCEL = up.LifecycleSignal(reason="cancelled through Temporal")
 
 
 @workflow.defn(name=up.FILE_UPLOAD.name)
@@ -45,15 +47,20 @@ class UploadWorkflow:
         else:
             self._state.last_activity = workflow.now().isoformat()
         projector = Projector(spec.header, self._state.seq)
-        try:
-            if fresh:
-                await self._transition(projector, TaskStatus.IN_PROGRESS, "task.started")
-            return await self._drive(inp, projector)
-        except asyncio.CancelledError:
-            # Cancellation requested through Temporal itself (the Web UI, `temporal workflow
-            # cancel`): clean up as for the cancel signal, then let Temporal record Canceled.
-            await self._discard(projector, TaskStatus.CANCELLED, "cancelled through Temporal")
-            raise
+        outcome, temporal_cancel = await run_cancellable(
+            self._live(inp, projector, fresh), lambda: self.cancel(_TEMPORAL_CANCEL)
+        )
+        if temporal_cancel and outcome.status == TaskStatus.CANCELLED:
+            # Cleaned up like any cancel; Temporal records the workflow Canceled, as asked.
+            raise asyncio.CancelledError(_TEMPORAL_CANCEL.reason)
+        return outcome
+
+    async def _live(
+        self, inp: up.UploadInput, projector: Projector, fresh: bool
+    ) -> up.UploadOutcome:
+        if fresh:
+            await self._transition(projector, TaskStatus.IN_PROGRESS, "task.started")
+        return await self._drive(inp, projector)
 
     async def _drive(self, inp: up.UploadInput, projector: Projector) -> up.UploadOutcome:
         spec, state = inp.spec, self._state

@@ -8,9 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
 
 from taskdrive.settings import Settings
 from tests.fixtures.app import S3_POOL_ID
+from tests.tasking import wait_task
 from tests.tasks.archives import (
     POOLS,
     Account,
@@ -147,9 +149,16 @@ async def test_pause_leaves_no_partial_archive_and_resume_starts_it_again(
     assert storage.objects() == objects + 1
 
 
+@pytest.mark.parametrize("through", ["api", "temporal"])
 async def test_cancel_midway_leaves_no_archive(
-    slow_api: httpx.AsyncClient, account: Account, storage: Storage
+    slow_api: httpx.AsyncClient,
+    account: Account,
+    storage: Storage,
+    temporal_client: Client,
+    through: str,
 ) -> None:
+    """Cancelled through the REST API, or by an operator in the Web UI (a Temporal
+    cancellation, which reaches the workflow in the middle of a step): the same cleanup."""
     account_id, headers = account
     files = [(f"part{n}.bin", random_bytes(256 * KiB)) for n in range(6)]
     file_ids = await upload_all(slow_api, headers, files, S3_POOL_ID)
@@ -157,7 +166,13 @@ async def test_cancel_midway_leaves_no_archive(
     parameters = {"fileIds": file_ids, "compressionFormat": "tar.gz"}
     task_id = await midway(slow_api, headers, "FileCompress", parameters)
 
-    view = await ask(slow_api, headers, task_id, "cancel", "Cancelled")
+    if through == "api":
+        view = await ask(slow_api, headers, task_id, "cancel", "Cancelled")
+    else:
+        handle = temporal_client.get_workflow_handle(task_id)
+        await handle.cancel()
+        view = await wait_task(slow_api, headers, task_id, "Cancelled")
+        assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     assert view["progress"] < 100
     assert view["results"] == {}
     assert (storage.objects(), storage.files(account_id)) == before
