@@ -16,22 +16,17 @@ import tasktypes  # noqa: F401  # importing it registers every task type
 from activities import runtime
 from activities.projection import ProjectionActivities
 from activities.task_logs import TaskLogSink
-from activities.uploads import UploadActivities
 from taskdrive import registry
 from taskdrive.db.engine import make_engine, make_sessionmaker
 from taskdrive.pools import PoolRegistry
 from taskdrive.settings import Settings, load_settings
 from taskdrive.temporal import connect
-from workflows.upload import UploadWorkflow
 
 log = logging.getLogger("taskdrive.worker")
 
-# Workflows registered apart from ``tasktypes`` (the upload predates the shared lifecycle).
-EXTRA_WORKFLOWS: dict[str, type] = {"FileUpload": UploadWorkflow}
-
 
 def all_workflows() -> list[type]:
-    return [t.workflow or EXTRA_WORKFLOWS[t.name] for t in registry.TASK_TYPES.values()]
+    return [t.workflow for t in registry.TASK_TYPES.values() if t.workflow is not None]
 
 
 def type_activities() -> list[Callable[..., Any]]:
@@ -65,15 +60,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     sessions = make_sessionmaker(engine)
     pools = PoolRegistry.from_settings(settings)
     projection = ProjectionActivities(sessions)
-    uploads = UploadActivities(settings, sessions, pools)
-    activities: list[Callable[..., Any]] = [
-        projection.project_task,
-        uploads.assemble_upload,
-        uploads.encrypt_upload,
-        uploads.discard_upload,
-        uploads.upload_last_activity,
-        *type_activities(),
-    ]
+    activities: list[Callable[..., Any]] = [projection.project_task, *type_activities()]
     task_logs = TaskLogSink(sessions)
     task_logs.start()
     activity_logger = logging.getLogger("temporalio.activity")

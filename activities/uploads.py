@@ -1,17 +1,18 @@
-"""Upload activities: assemble and verify a finished upload (and store it encrypted when asked),
-discard an abandoned one."""
+"""FileUpload's work: assemble and verify a finished upload (and store it encrypted when asked),
+discard an abandoned one. The type's steps (``tasktypes.file_upload``) call these."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.crypt import (
     AGE_CONTENT_TYPE,
@@ -21,174 +22,167 @@ from activities.crypt import (
     rewritten_key,
 )
 from activities.hashing import sha256_of
+from activities.runtime import Runtime
+from activities.steps import StepFailed
 from activities.streams import Pacer
 from taskdrive.db.models import File, Upload, UploadChunk
 from taskdrive.errors import ErrorCode
 from taskdrive.fileops.age import encrypt_stream
-from taskdrive.pools import Pool, PoolRegistry, UploadNotFound, UploadTarget
-from taskdrive.secrets import SecretError, unseal
-from taskdrive.settings import Settings
-from taskdrive.tasktypes.upload import AssembleRequest, AssembleResult, DiscardRequest, UploadSpec
+from taskdrive.pools import Pool, UploadNotFound, UploadTarget
+from taskdrive.upload_params import FileUploadParams
+
+# Where the step may stop when asked (``StepContext.save``); the work is redone from the start.
+StopPoint = Callable[[], Awaitable[None]]
 
 
-def _target(spec: UploadSpec) -> UploadTarget:
-    return UploadTarget(
-        key=spec.storage_key,
-        upload_id=spec.multipart_upload_id,
-        size=spec.file_size,
-        chunk_size=spec.chunk_size,
-    )
+@dataclass(frozen=True)
+class UploadJob:
+    """One upload, as its steps see it."""
 
+    runtime: Runtime
+    task_id: str
+    account_id: str
+    spec: FileUploadParams
 
-class UploadActivities:
-    def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], pools: PoolRegistry
-    ) -> None:
-        self._settings = settings
-        self._sessions = sessions
-        self._pools = pools
+    @property
+    def pool(self) -> Pool:
+        return self.runtime.pools.get(uuid.UUID(self.spec.pool_id))
 
-    def _pool(self, spec: UploadSpec) -> Pool:
-        return self._pools.get(uuid.UUID(spec.pool_id))
-
-    @activity.defn(name="assemble_upload")
-    async def assemble_upload(self, request: AssembleRequest) -> AssembleResult:
-        """Turns the stored chunks into the file, verifies its SHA-256 and records it.
-
-        Safe to run again after a crash at any point: finishing is idempotent, the hash is
-        recomputed from the stored bytes, and the file record is keyed by the reserved file id.
-        """
-        spec = request.spec
-        file_id = uuid.UUID(spec.file_id)
-        async with self._sessions() as session:
-            existing = await session.get(File, file_id)
-        if existing is not None:
-            return AssembleResult(file_id=spec.file_id, size=existing.size, hash=existing.hash)
-
-        pool = self._pool(spec)
-        try:
-            await pool.finish_upload(_target(spec))
-        except UploadNotFound as exc:
-            raise ApplicationError(
-                f"the upload's stored chunks are gone: {exc}",
-                type="UPLOAD_NOT_FOUND",
-                non_retryable=True,
-            ) from exc
-        async with self._sessions() as session:
-            verified = await session.scalar(
-                select(Upload.verified_hash).where(Upload.task_id == spec.header.task_id)
-            )
-        if verified is not None:
-            # The API hashed every stored chunk in order as it arrived (api.frontier_hash).
-            digest, size = verified, await pool.size(spec.storage_key)
-        else:
-            digest, size = await sha256_of(
-                pool,
-                spec.storage_key,
-                max_bytes_per_second=self._settings.assembly_max_bytes_per_second,
-            )
-        if digest != spec.hash or size != spec.file_size:
-            await pool.delete(spec.storage_key)
-            raise ApplicationError(
-                f"SHA-256 of the uploaded bytes is {digest}, the client declared {spec.hash}",
-                {"expected": spec.hash, "actual": digest, "size": size},
-                type=ErrorCode.HASH_MISMATCH.code,
-                non_retryable=True,
-            )
-        async with self._sessions.begin() as session:
-            if spec.sealed_password is None:
-                # An encrypted upload is recorded by encrypt_upload, once stored encrypted: its
-                # plaintext never appears in the catalogue.
-                await _record(
-                    session, spec, spec.file_name, spec.content_type, spec.storage_key, size, digest
-                )
-            await session.execute(
-                delete(UploadChunk).where(UploadChunk.task_id == spec.header.task_id)
-            )
-        activity.logger.info("upload %s assembled into file %s", spec.header.task_id, file_id)
-        return AssembleResult(file_id=spec.file_id, size=size, hash=digest)
-
-    @activity.defn(name="encrypt_upload")
-    async def encrypt_upload(self, request: AssembleRequest) -> AssembleResult:
-        """Stores an assembled, verified upload age-encrypted with its password, and records it.
-
-        The encrypted bytes go to a key of their own while the plaintext is hashed again on
-        the way (it must still be what the client declared); the record, keyed by the reserved
-        file id, is written once they are whole, and the plaintext object is removed after it.
-        Safe to run again after a crash at any point.
-        """
-        spec = request.spec
-        assert spec.sealed_password is not None, "only encrypted uploads are encrypted"
-        pool = self._pool(spec)
-        async with self._sessions() as session:
-            row = await session.get(File, uuid.UUID(spec.file_id))
-        if row is not None:  # recorded before a crash
-            result = AssembleResult(spec.file_id, row.size, row.hash, row.name)
-        else:
-            result = await self._encrypt(spec, spec.sealed_password, pool)
-        await pool.delete(spec.storage_key)
-        activity.logger.info(
-            "upload %s stored encrypted as file %s", spec.header.task_id, spec.file_id
+    @property
+    def target(self) -> UploadTarget:
+        spec = self.spec
+        return UploadTarget(
+            key=spec.storage_key,
+            upload_id=spec.multipart_upload_id,
+            size=spec.file_size,
+            chunk_size=spec.chunk_size,
         )
-        return result
 
-    async def _encrypt(self, spec: UploadSpec, sealed: str, pool: Pool) -> AssembleResult:
-        try:
-            password = unseal(self._settings, spec.header.task_id, sealed)
-        except SecretError as exc:
-            raise ApplicationError(
-                str(exc), type=ErrorCode.UPLOAD_FAILED.code, non_retryable=True
-            ) from None
-        key = rewritten_key(spec.file_id, spec.header.task_id)
+
+def file_results(file_id: str, name: str, size: int) -> dict[str, Any]:
+    """The upload task's results: the file it made."""
+    return {"fileId": file_id, "fileName": name, "fileSize": size}
+
+
+async def assemble(job: UploadJob, stop_point: StopPoint) -> dict[str, Any]:
+    """Turns the stored chunks into the file, verifies its SHA-256 and records it (an
+    encrypted upload is recorded by ``encrypt``, once stored encrypted: its plaintext never
+    appears in the catalogue). ``stop_point`` comes just before the record: a cancel or pause
+    asked for meanwhile stops the step there, before the file exists for anyone.
+
+    Safe to run again after a crash at any point: finishing is idempotent, the hash is
+    recomputed from the stored bytes, and the file record is keyed by the reserved file id.
+    """
+    spec, sessions = job.spec, job.runtime.sessions
+    async with sessions() as session:
+        existing = await session.get(File, uuid.UUID(spec.file_id))
+    if existing is not None:
+        return file_results(spec.file_id, existing.name, existing.size)
+
+    pool = job.pool
+    try:
+        await pool.finish_upload(job.target)
+    except UploadNotFound as exc:
+        raise StepFailed(
+            ErrorCode.UPLOAD_FAILED, f"the upload's stored chunks are gone: {exc}", permanent=True
+        ) from exc
+    async with sessions() as session:
+        verified = await session.scalar(
+            select(Upload.verified_hash).where(Upload.task_id == job.task_id)
+        )
+    if verified is not None:
+        # The API hashed every stored chunk in order as it arrived (api.frontier_hash).
+        digest, size = verified, await pool.size(spec.storage_key)
+    else:
+        digest, size = await sha256_of(
+            pool,
+            spec.storage_key,
+            max_bytes_per_second=job.runtime.settings.assembly_max_bytes_per_second,
+        )
+    if digest != spec.hash or size != spec.file_size:
+        await pool.delete(spec.storage_key)
+        raise StepFailed(
+            ErrorCode.HASH_MISMATCH,
+            f"SHA-256 of the uploaded bytes is {digest}, the client declared {spec.hash}",
+            permanent=True,
+        )
+    await stop_point()
+    async with sessions.begin() as session:
+        if spec.encrypt_password is None:
+            await _record(
+                session, job, spec.file_name, spec.content_type, spec.storage_key, size, digest
+            )
+        await session.execute(delete(UploadChunk).where(UploadChunk.task_id == job.task_id))
+    activity.logger.info("upload %s assembled into file %s", job.task_id, spec.file_id)
+    return file_results(spec.file_id, spec.file_name, size)
+
+
+async def encrypt(job: UploadJob, password: str, stop_point: StopPoint) -> dict[str, Any]:
+    """Stores an assembled, verified upload age-encrypted with its password, and records it.
+
+    The encrypted bytes go to a key of their own while the plaintext is hashed again on the
+    way (it must still be what the client declared); the record, keyed by the reserved file
+    id, is written once they are whole, and the plaintext object is removed after it. Safe to
+    run again after a crash at any point. ``stop_point``: as for ``assemble``.
+    """
+    spec, pool = job.spec, job.pool
+    async with job.runtime.sessions() as session:
+        row = await session.get(File, uuid.UUID(spec.file_id))
+    if row is not None:  # recorded before a crash
+        results = file_results(spec.file_id, row.name, row.size)
+    else:
+        key = rewritten_key(spec.file_id, job.task_id)
         try:
             new = await rewrite(
-                _paced_read(pool, spec.storage_key, self._settings.assembly_max_bytes_per_second),
+                _paced_read(
+                    pool, spec.storage_key, job.runtime.settings.assembly_max_bytes_per_second
+                ),
                 lambda plain: encrypt_stream(plain, password),
                 pool,
                 key,
                 expected_hash=spec.hash,
             )
         except SourceMismatch as exc:
-            raise ApplicationError(
+            raise StepFailed(
+                ErrorCode.HASH_MISMATCH,
                 f"the assembled upload changed before it was encrypted: {exc}",
-                type=ErrorCode.HASH_MISMATCH.code,
-                non_retryable=True,
+                permanent=True,
             ) from None
         name = encrypted_name(spec.file_name)
-        async with self._sessions.begin() as session:
-            await _record(session, spec, name, AGE_CONTENT_TYPE, key, new.size, new.hash)
-        return AssembleResult(spec.file_id, new.size, new.hash, name)
+        await stop_point()
+        async with job.runtime.sessions.begin() as session:
+            await _record(session, job, name, AGE_CONTENT_TYPE, key, new.size, new.hash)
+        results = file_results(spec.file_id, name, new.size)
+    await pool.delete(spec.storage_key)
+    activity.logger.info("upload %s stored encrypted as file %s", job.task_id, spec.file_id)
+    return results
 
-    @activity.defn(name="discard_upload")
-    async def discard_upload(self, request: DiscardRequest) -> None:
-        """Removes an upload's staging (aborting an S3 multipart upload) and its ledger."""
-        spec = request.spec
-        pool = self._pool(spec)
-        await pool.abort_upload(_target(spec))
-        if request.delete_object:
-            await pool.delete(spec.storage_key)
-            if spec.sealed_password is not None:  # cancelled while or after it was encrypted
-                await pool.delete(rewritten_key(spec.file_id, spec.header.task_id))
-        async with self._sessions.begin() as session:
-            await session.execute(
-                delete(UploadChunk).where(UploadChunk.task_id == spec.header.task_id)
-            )
-            if request.delete_object:
-                await session.execute(delete(File).where(File.id == uuid.UUID(spec.file_id)))
 
-    @activity.defn(name="upload_last_activity")
-    async def upload_last_activity(self, task_id: str) -> str | None:
-        """The last time the API stored a chunk of this upload (ISO-8601, UTC)."""
-        async with self._sessions() as session:
-            last = await session.scalar(
-                select(Upload.last_activity).where(Upload.task_id == task_id)
-            )
-        return last.astimezone(UTC).isoformat() if last is not None else None
+async def discard(job: UploadJob) -> None:
+    """Removes an upload's staging (aborting an S3 multipart upload), its ledger, and whatever
+    it had finished: the object (plain or encrypted) and the file record."""
+    spec, pool = job.spec, job.pool
+    await pool.abort_upload(job.target)
+    await pool.delete(spec.storage_key)
+    if spec.encrypt_password is not None:  # cancelled while or after it was encrypted
+        await pool.delete(rewritten_key(spec.file_id, job.task_id))
+    async with job.runtime.sessions.begin() as session:
+        await session.execute(delete(UploadChunk).where(UploadChunk.task_id == job.task_id))
+        await session.execute(delete(File).where(File.id == uuid.UUID(spec.file_id)))
+
+
+async def last_activity(runtime: Runtime, task_id: str) -> str | None:
+    """The last time the API stored a chunk of this upload (ISO-8601, UTC)."""
+    async with runtime.sessions() as session:
+        last: datetime | None = await session.scalar(
+            select(Upload.last_activity).where(Upload.task_id == task_id)
+        )
+    return last.astimezone(UTC).isoformat() if last is not None else None
 
 
 async def _record(
     session: AsyncSession,
-    spec: UploadSpec,
+    job: UploadJob,
     name: str,
     content_type: str,
     key: str,
@@ -196,11 +190,12 @@ async def _record(
     digest: str,
 ) -> None:
     """The upload's file record, under the id reserved at create; a repeat changes nothing."""
+    spec = job.spec
     await session.execute(
         insert(File)
         .values(
             id=uuid.UUID(spec.file_id),
-            account_id=uuid.UUID(spec.header.account_id),
+            account_id=uuid.UUID(job.account_id),
             name=name,
             size=size,
             content_type=content_type,

@@ -35,7 +35,7 @@ class TaskType:
     default_priority: int = 50
     description: str = ""
     params: type[BaseModel] | None = None
-    """Validates ``parameters`` on create; None: not created through ``POST /api/tasks``."""
+    """Validates ``parameters`` on create, and in the workflow."""
     workflow: type | None = None
     activities: Sequence[Callable[..., Any]] = field(default_factory=tuple)
     retry: RetryRules = field(default_factory=RetryRules)
@@ -43,10 +43,9 @@ class TaskType:
     """Run by ``POST /api/tasks`` on a new task (not on an idempotent replay), before the task
     is committed or started, so a refused create leaves nothing behind. None: the model's
     validation is all."""
-
-    @property
-    def creatable(self) -> bool:
-        return self.params is not None
+    creatable: bool = True
+    """False: created through an endpoint of its own (the upload), so neither ``POST
+    /api/tasks`` nor ``/retry`` starts it."""
 
 
 TASK_TYPES: dict[str, TaskType] = {}

@@ -3,26 +3,19 @@
 A type subclasses ``TaskWorkflow``, declares ``@workflow.run`` as a one-line call to the base
 (the SDK wants the run method on the class itself) and implements ``execute``, calling
 ``self.step(activity)`` for each piece of work and ``self.checkpoint()`` between items it loops
-over in the workflow. The base gives it, without more code:
-
-- Pending → InProgress → Completed / Failed / Cancelled, with Paused in between, every
-  transition projected (with who asked and why) and mirrored in the Web UI's status attribute;
-- the pause, resume and cancel signals and the progress query;
-- steps that stop at their next checkpoint on pause or cancel and continue from it on resume;
-- retries of failed steps per the type's rules (``maxRetries`` on create), counted on the
-  task with the last error, each continuing from the step's checkpoint;
-- ``cleanup`` after cancel or failure, to remove partial output;
-- continue-as-new when history grows long, carrying the state.
-
-Handlers only record intent; ``run`` acts on it, so the order of events is the order in
-history and replays take the same path.
+over in the workflow. The base gives it, without more code: Pending → InProgress → Completed /
+Failed / Cancelled / Expired with Paused in between, every transition projected (who asked,
+why) and mirrored in the Web UI's status attribute; the pause, resume and cancel signals
+(``workflows.interrupts``) and the progress query; steps that stop at their next checkpoint on
+pause or cancel and continue from it on resume; retries per the type's rules, counted on the
+task with the last error; ``cleanup`` of partial output; continue-as-new when history grows.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from temporalio import workflow
@@ -37,9 +30,6 @@ with workflow.unsafe.imports_passed_through():
     from taskdrive.statuses import TaskStatus
     from taskdrive.tasks import (
         QUERY_PROGRESS,
-        SIGNAL_CANCEL,
-        SIGNAL_PAUSE,
-        SIGNAL_RESUME,
         LifecycleSignal,
         StepRequest,
         StepResult,
@@ -49,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         TaskView,
     )
     from workflows.cancellation import run_cancellable
+    from workflows.interrupts import Cancelled, Interrupts, TaskExpired
     from workflows.projector import Projector
 
 P = TypeVar("P", bound=BaseModel)
@@ -66,10 +57,6 @@ _TEMPORAL_CANCEL = LifecycleSignal("cancelled through Temporal", "temporal")
 _PROGRESS_STEP = 1.0  # percent: smaller moves are reported by the steps themselves
 
 
-class _Cancelled(Exception):
-    pass
-
-
 class _Failed(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -77,20 +64,18 @@ class _Failed(Exception):
         self.message = message
 
 
-class TaskWorkflow(Generic[P]):
+class TaskWorkflow(Interrupts, Generic[P]):
     """Base class of task workflows; ``P`` is the type's parameters model."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._inp: TaskInput | None = None
         self._params: P | None = None
         self._state = TaskState()
-        self._status = TaskStatus.PENDING
         self._message: str | None = None
-        self._paused: LifecycleSignal | None = None
-        self._resumed: LifecycleSignal | None = None
-        self._cancel: LifecycleSignal | None = None
         self._projector: Projector | None = None
         self._projected_progress = -1.0
+        self._resumed_at: datetime | None = None
 
     # --- what a type implements -------------------------------------------------------------
 
@@ -99,8 +84,12 @@ class TaskWorkflow(Generic[P]):
         raise NotImplementedError
 
     async def cleanup(self) -> None:
-        """Removes partial output after cancel or failure; ``self.checkpoints`` says what
-        the interrupted steps had written."""
+        """Removes partial output after cancel, failure or expiry; ``self.checkpoints`` says
+        what the interrupted steps had written."""
+
+    def pause_timeout(self) -> timedelta | None:
+        """How long a pause may last before the task ends Expired; None: as long as it takes."""
+        return None
 
     # --- what a type calls ------------------------------------------------------------------
 
@@ -119,6 +108,11 @@ class TaskWorkflow(Generic[P]):
         """The type's own workflow state, carried across continue-as-new (JSON values)."""
         state: dict[str, Any] = self._state.checkpoint.setdefault("workflow", {})
         return state
+
+    @property
+    def resumed_at(self) -> datetime | None:
+        """When this run last came back from a pause (None: it has not been paused)."""
+        return self._resumed_at
 
     @property
     def checkpoints(self) -> dict[str, Any]:
@@ -203,13 +197,20 @@ class TaskWorkflow(Generic[P]):
         elif self._state.progress - self._projected_progress >= _PROGRESS_STEP:
             await self._write("task.progress")
         if self._cancel is not None:
-            raise _Cancelled
+            raise Cancelled
         if self._paused is not None:
             asked = self._paused
             await self._transition(TaskStatus.PAUSED, "task.paused", asked)
-            await workflow.wait_condition(lambda: self._paused is None or self._cancel is not None)
+            try:
+                await workflow.wait_condition(
+                    lambda: self._paused is None or self._cancel is not None,
+                    timeout=self.pause_timeout(),
+                )
+            except TimeoutError:
+                raise TaskExpired("paused past the inactivity threshold") from None
             if self._cancel is not None:
-                raise _Cancelled
+                raise Cancelled
+            self._resumed_at = workflow.now()
             await self._transition(TaskStatus.IN_PROGRESS, "task.resumed", self._resumed)
         if (
             workflow.info().is_continue_as_new_suggested()
@@ -254,9 +255,13 @@ class TaskWorkflow(Generic[P]):
             if self._status == TaskStatus.PENDING:
                 await self._transition(TaskStatus.IN_PROGRESS, "task.started", started=True)
             results = await self.execute()
-        except _Cancelled:
-            await self._finish_cancelled(self._cancel)
+        except Cancelled:
+            await self._finish(TaskStatus.CANCELLED, "task.cancelled", self._cancel)
             return TaskOutcome(status=TaskStatus.CANCELLED)
+        except TaskExpired as expired:
+            asked = LifecycleSignal(str(expired), "system")
+            await self._finish(TaskStatus.EXPIRED, "task.expired", asked)
+            return TaskOutcome(status=TaskStatus.EXPIRED)
         except _Failed as failure:
             await self._cleanup_quietly()
             self._status = TaskStatus.FAILED
@@ -285,7 +290,7 @@ class TaskWorkflow(Generic[P]):
         if "checkpoint" in details:
             self._state.checkpoint[name] = details["checkpoint"]
         if self._cancel is not None:
-            raise _Cancelled
+            raise Cancelled
         code, message = cause.type or "STEP_FAILED", cause.message
         rules = self.task_input.retry
         if details.get("permanent") or self._state.retry_count >= rules.max_retries:
@@ -306,12 +311,13 @@ class TaskWorkflow(Generic[P]):
         except TimeoutError:
             return
 
-    async def _finish_cancelled(self, asked: LifecycleSignal | None) -> None:
+    async def _finish(self, status: TaskStatus, event: str, asked: LifecycleSignal | None) -> None:
+        """Ends the task Cancelled or Expired, partial output removed."""
         await self._cleanup_quietly()
-        self._status = TaskStatus.CANCELLED
-        reason = asked.reason if asked and asked.reason else "cancelled"
+        self._status = status
+        reason = asked.reason if asked and asked.reason else status.lower()
         await self._write(
-            "task.cancelled",
+            event,
             finished=True,
             reason=reason,
             status_message=reason,
@@ -357,31 +363,13 @@ class TaskWorkflow(Generic[P]):
             Projector.mark_status(self._status)
 
     async def _until_done_or_interrupted(self, handle: asyncio.Future[Any]) -> None:
-        await workflow.wait_condition(
-            lambda: handle.done() or self._paused is not None or self._cancel is not None
-        )
+        await workflow.wait_condition(lambda: handle.done() or self.interrupted)
 
     def _require_projector(self) -> Projector:
         assert self._projector is not None, "run() creates the projector first"
         return self._projector
 
-    # --- signals and the query: record intent, never act ------------------------------------
-
-    @workflow.signal(name=SIGNAL_PAUSE)
-    def pause(self, asked: LifecycleSignal) -> None:
-        if not self._status.is_terminal:
-            self._paused = asked
-
-    @workflow.signal(name=SIGNAL_RESUME)
-    def resume(self, asked: LifecycleSignal) -> None:
-        if self._paused is not None or self._status == TaskStatus.PAUSED:
-            self._paused = None
-            self._resumed = asked
-
-    @workflow.signal(name=SIGNAL_CANCEL)
-    def cancel(self, asked: LifecycleSignal) -> None:
-        if not self._status.is_terminal and self._cancel is None:
-            self._cancel = asked
+    # --- the query (the signals are ``Interrupts``') -----------------------------------------
 
     @workflow.query(name=QUERY_PROGRESS)
     def progress(self) -> TaskView:

@@ -6,13 +6,14 @@ import logging
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 from sqlalchemy import select
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from api import task_runs
 from api.chunk_body import chunk_stream
 from api.deps import CurrentPrincipal, ServicesDep, SessionDep
 from api.schemas.common import CloudFile
@@ -31,11 +32,17 @@ from taskdrive.errors import ErrorCode, TaskdriveError
 from taskdrive.params import REDACTED
 from taskdrive.pools import Pool, UploadNotFound, UploadTarget
 from taskdrive.projection import ProjectionWrite, TaskHeader
-from taskdrive.registry import temporal_priority
 from taskdrive.secrets import seal
 from taskdrive.statuses import TaskStatus
-from taskdrive.tasktypes import upload as up
-from taskdrive.temporal import SA_ACCOUNT_ID, SA_STATUS, SA_TASK_TYPE
+from taskdrive.tasks import SIGNAL_CANCEL, LifecycleSignal, TaskInput, TaskOutcome
+from taskdrive.upload_params import (
+    SIGNAL_COMPLETE,
+    SIGNAL_PROGRESS,
+    ChunkProgress,
+    FileUploadParams,
+    upload_progress_percent,
+)
+from tasktypes.file_upload import FILE_UPLOAD
 
 router = APIRouter(prefix="/api/files/upload", tags=["uploads"])
 log = logging.getLogger("taskdrive.api.uploads")
@@ -127,8 +134,7 @@ async def create_upload(
     chunk_size = _choose_chunk_size(body, pool, services)
     chunks_count = math.ceil(body.file_size / chunk_size)
     task_id, file_id = str(uuid.uuid4()), uuid.uuid4()
-    key = f"files/{file_id}"
-    task_type = up.FILE_UPLOAD
+    task_type = FILE_UPLOAD
     header = TaskHeader(
         task_id=task_id,
         account_id=str(principal.account_id),
@@ -140,13 +146,8 @@ async def create_upload(
         | {"poolId": str(pool_id), "chunkSize": chunk_size}
         | ({"encryptPassword": REDACTED} if body.encrypt_password is not None else {}),
     )
-    # Sealed for this task before it goes to Temporal; Postgres sees only the placeholder.
-    sealed = (
-        seal(settings, task_id, body.encrypt_password.get_secret_value())
-        if body.encrypt_password is not None
-        else None
-    )
     client = await services.temporal()
+    key = f"files/{file_id}"
     target = await pool.begin_upload(key, body.file_size, chunk_size)
     try:
         now = datetime.now(UTC)
@@ -158,10 +159,11 @@ async def create_upload(
                 status=TaskStatus.PENDING,
                 event_type="task.created",
                 occurred_at=now.isoformat(),
+                max_retries=task_type.retry.max_retries,
+                actor=str(principal.account_id),
             ),
         )
-        spec = up.UploadSpec(
-            header=header,
+        spec = FileUploadParams(
             file_id=str(file_id),
             pool_id=str(pool_id),
             file_name=body.file_name,
@@ -175,28 +177,24 @@ async def create_upload(
             bundle_id=str(body.bundle_id) if body.bundle_id else None,
             expired_at=body.expired_at.isoformat() if body.expired_at else None,
             stale_after_seconds=settings.upload_stale_threshold_seconds,
-            heartbeat_timeout_seconds=settings.activity_heartbeat_timeout_seconds,
-            sealed_password=sealed,
+            # Sealed for this task before it goes to Temporal; Postgres sees the placeholder.
+            encrypt_password=(
+                SecretStr(seal(settings, task_id, body.encrypt_password.get_secret_value()))
+                if body.encrypt_password is not None
+                else None
+            ),
         )
-        session.add(_upload_row(spec, body.expired_at))
+        session.add(_upload_row(header, spec, body.expired_at))
         await session.flush()
         # Rows first, then the workflow, then commit: the workflow's first projection write waits
         # on these rows, and a failed start leaves nothing behind.
-        await client.start_workflow(
-            task_type.name,
-            up.UploadInput(spec=spec),
-            id=task_id,
-            task_queue=settings.task_queue(task_type.category),
-            priority=temporal_priority(task_type.default_priority),
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(SA_TASK_TYPE, task_type.name),
-                    SearchAttributePair(SA_ACCOUNT_ID, str(principal.account_id)),
-                    SearchAttributePair(SA_STATUS, str(TaskStatus.PENDING)),
-                ]
-            ),
-            memo={"name": header.name, "fileName": body.file_name},
+        inp = TaskInput(
+            header=header,
+            params=_wire(spec),
+            retry=task_type.retry,
+            heartbeat_timeout_seconds=settings.activity_heartbeat_timeout_seconds,
         )
+        await task_runs.start(services, client, inp)
         await session.commit()
     except BaseException:
         await pool.abort_upload(target)
@@ -206,10 +204,18 @@ async def create_upload(
     )
 
 
-def _upload_row(spec: up.UploadSpec, expired_at: datetime | None) -> Upload:
+def _wire(spec: FileUploadParams) -> dict[str, Any]:
+    """The parameters as the workflow gets them: JSON, the password sealed (a dump masks it)."""
+    wire = spec.model_dump(mode="json", by_alias=True)
+    if spec.encrypt_password is not None:
+        wire["encryptPassword"] = spec.encrypt_password.get_secret_value()
+    return wire
+
+
+def _upload_row(header: TaskHeader, spec: FileUploadParams, expired_at: datetime | None) -> Upload:
     return Upload(
-        task_id=spec.header.task_id,
-        account_id=uuid.UUID(spec.header.account_id),
+        task_id=header.task_id,
+        account_id=uuid.UUID(header.account_id),
         file_id=uuid.UUID(spec.file_id),
         file_name=spec.file_name,
         file_size=spec.file_size,
@@ -282,21 +288,19 @@ async def upload_chunk(
         # Progress steps only (every 5%, the first and the last chunk), as seed 000's
         # task.progress: the ledger holds every chunk, the workflow needs just enough to report
         # progress and keep the upload alive, and each signal costs Temporal a workflow task.
-        progress = up.ChunkProgress(
+        progress = ChunkProgress(
             totals.chunks_uploaded,
             totals.bytes_uploaded,
             totals.last_activity.astimezone(UTC).isoformat(),
         )
-        await signal(
-            await services.temporal(), task_id, up.SIGNAL_PROGRESS, progress, required=False
-        )
+        await signal(await services.temporal(), task_id, SIGNAL_PROGRESS, progress, required=False)
     return ChunkReceipt(
         task_id=task_id,
         chunk_index=chunk_index,
         size=size,
         chunks_uploaded=totals.chunks_uploaded,
         chunks_count=upload.chunks_count,
-        progress=up.upload_progress_percent(totals.bytes_uploaded, upload.file_size),
+        progress=upload_progress_percent(totals.bytes_uploaded, upload.file_size),
     )
 
 
@@ -340,12 +344,12 @@ async def complete_upload(
     await session.close()
     await services.frontier.settle(upload, services.pools.get(upload.pool_id))
     client = await services.temporal()
-    progress = up.ChunkProgress(
+    progress = ChunkProgress(
         upload.chunks_uploaded, upload.bytes_uploaded, datetime.now(UTC).isoformat()
     )
-    await signal(client, task_id, up.SIGNAL_COMPLETE, progress, required=True)
+    await signal(client, task_id, SIGNAL_COMPLETE, progress, required=True)
     outcome = await wait_result(
-        client, task_id, up.UploadOutcome, services.settings.upload_complete_wait_seconds
+        client, task_id, TaskOutcome, services.settings.upload_complete_wait_seconds
     )
     if outcome is None:
         accepted = CompleteAccepted(
@@ -356,12 +360,12 @@ async def complete_upload(
         return JSONResponse(
             accepted.model_dump(mode="json", by_alias=True), status_code=status.HTTP_202_ACCEPTED
         )
-    if outcome.status != TaskStatus.COMPLETED or outcome.file_id is None:
+    if outcome.status != TaskStatus.COMPLETED:
         raise TaskdriveError(
             ErrorCode.TASK_GONE, f"the upload ended {outcome.status}", status=outcome.status
         )
     async with services.sessions() as fresh:
-        return await _file(fresh, uuid.UUID(outcome.file_id))
+        return await _file(fresh, uuid.UUID(outcome.results["fileId"]))
 
 
 async def _file(session: SessionDep, file_id: uuid.UUID) -> CloudFile:
@@ -387,9 +391,9 @@ async def cancel_upload(
     await session.close()
     services.frontier.forget(task_id)
     client = await services.temporal()
-    reason = up.LifecycleSignal(reason="cancelled by the owner", by=str(principal.account_id))
-    await signal(client, task_id, up.SIGNAL_CANCEL, reason, required=True)
+    reason = LifecycleSignal(reason="cancelled by the owner", by=str(principal.account_id))
+    await signal(client, task_id, SIGNAL_CANCEL, reason, required=True)
     outcome = await wait_result(
-        client, task_id, up.UploadOutcome, services.settings.upload_complete_wait_seconds
+        client, task_id, TaskOutcome, services.settings.upload_complete_wait_seconds
     )
     return CancelResult(task_id=task_id, status=TaskStatus(outcome.status) if outcome else current)

@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from api.schemas.common import CamelModel, CloudFile
 from taskdrive.db.models import Task, Upload
 from taskdrive.statuses import TaskStatus
-from taskdrive.tasktypes.upload import upload_progress_percent
+from taskdrive.upload_params import upload_progress_percent
 
 
 class CreateUploadRequest(CamelModel):

@@ -51,7 +51,8 @@ async def test_upload_resumes_after_the_api_process_restarts(
 async def _assembly_heartbeated(client: Client, task_id: str) -> bool:
     description = await client.get_workflow_handle(task_id).describe()
     return any(
-        activity.activity_type.name == "assemble_upload" and activity.HasField("heartbeat_details")
+        activity.activity_type.name == "FileUpload.assemble"
+        and activity.HasField("heartbeat_details")
         for activity in description.raw_description.pending_activities
     )
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from taskdrive.settings import Settings
-from taskdrive.tasktypes import upload as up
+from taskdrive.tasks import (
+    QUERY_PROGRESS,
+    SIGNAL_CANCEL,
+    SIGNAL_PAUSE,
+    SIGNAL_RESUME,
+    LifecycleSignal,
+    TaskView,
+)
 from tests.api.test_upload_rules import assert_error
 from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir
 from tests.fixtures.s3 import s3_client
@@ -27,15 +35,15 @@ async def test_pause_refuses_chunks_until_resumed(
     await send_chunks(api, headers, upload, [0])
     handle = temporal_client.get_workflow_handle(upload.task_id)
 
-    await handle.signal(up.SIGNAL_PAUSE, up.LifecycleSignal(reason="test"))
+    await handle.signal(SIGNAL_PAUSE, LifecycleSignal(reason="test"))
     await wait_for_status(api, headers, upload.task_id, "Paused")
     assert_error(await send_chunk(api, headers, upload, 1), 423, "TASK_PAUSED")
     assert_error(await complete(api, headers, upload), 423, "TASK_PAUSED")
-    progress = await handle.query(up.QUERY_PROGRESS, result_type=up.UploadProgress)
+    progress = await handle.query(QUERY_PROGRESS, result_type=TaskView)
     assert progress.status == "Paused"
-    assert progress.chunks_uploaded == 1
+    assert progress.checkpoint["workflow"]["chunksUploaded"] == 1
 
-    await handle.signal(up.SIGNAL_RESUME, up.LifecycleSignal())
+    await handle.signal(SIGNAL_RESUME, LifecycleSignal())
     await wait_for_status(api, headers, upload.task_id, "InProgress")
     await send_chunks(api, headers, upload, [1, 2])
     finished = await complete(api, headers, upload)
@@ -83,25 +91,33 @@ async def test_cancel_through_temporal_aborts_the_s3_multipart_upload(
     assert open_uploads()
     before = open_uploads()
     handle = temporal_client.get_workflow_handle(upload.task_id)
-    await handle.signal(up.SIGNAL_CANCEL, up.LifecycleSignal(reason="operator"))
+    await handle.signal(SIGNAL_CANCEL, LifecycleSignal(reason="operator"))
     await wait_for_status(api, headers, upload.task_id, "Cancelled")
     assert len(before - open_uploads()) == 1
 
 
+@pytest.mark.parametrize("paused", [False, True], ids=["idle", "paused"])
 async def test_an_inactive_upload_expires_and_loses_its_staging(
-    settings: Settings, running_worker: None, account: Account
+    settings: Settings, running_worker: None, account: Account, paused: bool
 ) -> None:
+    """Idle past the threshold, or paused for longer than it."""
     _, headers = account
     short = settings.model_copy(update={"upload_stale_threshold_seconds": 1.0})
     async with api_client(short) as api:
         upload = await create(api, headers, random_bytes(2000), chunk_size=1000)
         await send_chunks(api, headers, upload, [0])
         staged = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
+        if paused:
+            pause = await api.post(f"/api/tasks/{upload.task_id}/pause", headers=headers)
+            assert pause.status_code == 202, pause.text
         view = await wait_for_status(api, headers, upload.task_id, "Expired")
         assert view["uploadedChunks"] == []
         after = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
         assert len(staged - after) == 1
         assert_error(await send_chunk(api, headers, upload, 1), 410, "TASK_GONE")
+        events = (await api.get(f"/api/tasks/{upload.task_id}/events", headers=headers)).json()
+        ends = [e["toStatus"] for e in events if e["eventType"] != "task.progress"][-2:]
+        assert ends == (["Paused", "Expired"] if paused else ["InProgress", "Expired"])
 
 
 async def test_cancellation_requested_in_temporal_cleans_up_like_the_signal(
@@ -117,3 +133,41 @@ async def test_cancellation_requested_in_temporal_cleans_up_like_the_signal(
     assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     after = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
     assert len(staged - after) == 1
+
+
+async def test_the_generic_task_endpoints_pause_resume_and_cancel_an_upload(
+    api: httpx.AsyncClient, account: Account, settings: Settings
+) -> None:
+    account_id, headers = account
+    upload = await create(api, headers, random_bytes(3000), chunk_size=1000)
+    await send_chunks(api, headers, upload, [0, 1])
+    task_id = upload.task_id
+
+    assert (await api.post(f"/api/tasks/{task_id}/pause", headers=headers)).status_code == 202
+    await wait_for_status(api, headers, task_id, "Paused")
+    assert_error(await send_chunk(api, headers, upload, 2), 423, "TASK_PAUSED")
+    assert (await api.post(f"/api/tasks/{task_id}/resume", headers=headers)).status_code == 202
+    await wait_for_status(api, headers, task_id, "InProgress")
+    staged = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
+
+    assert (await api.post(f"/api/tasks/{task_id}/cancel", headers=headers)).status_code == 202
+    await wait_for_status(api, headers, task_id, "Cancelled")
+    after = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
+    assert len(staged - after) == 1
+    task = (await api.get(f"/api/tasks/{task_id}", headers=headers)).json()
+    assert (task["type"], task["status"], task["progress"]) == ("FileUpload", "Cancelled", 66.67)
+    events = (await api.get(f"/api/tasks/{task_id}/events", headers=headers)).json()
+    assert [(e["toStatus"], e["actor"]) for e in events if e["eventType"] != "task.progress"] == [
+        ("Pending", str(account_id)),
+        ("InProgress", None),
+        ("Paused", str(account_id)),
+        ("InProgress", str(account_id)),
+        ("Cancelled", str(account_id)),
+    ]
+    # Created through its own endpoint only, and not run again through /retry.
+    retried = await api.post(f"/api/tasks/{task_id}/retry", headers=headers)
+    assert_error(retried, 409, "INVALID_TASK_STATE")
+    create_generic = await api.post(
+        "/api/tasks", headers=headers, json={"type": "FileUpload", "parameters": {}}
+    )
+    assert_error(create_generic, 400, "UNKNOWN_TASK_TYPE")

@@ -23,6 +23,7 @@ from temporalio.worker import Replayer
 from taskdrive.db.engine import database_url
 from taskdrive.fileops.age import CHUNK_SIZE, Encryptor
 from taskdrive.settings import DEFAULT_LOCAL_POOL_ID, Settings
+from tasktypes.file_upload import FileUploadWorkflow
 from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir, worker_running
 from tests.fixtures.s3 import s3_client
 from tests.tasking import create_task, get_task, upload_file, wait_task
@@ -36,7 +37,6 @@ from tests.uploading import (
     sha256,
     task_view,
 )
-from workflows.upload import UploadWorkflow
 
 Account = tuple[uuid.UUID, dict[str, str]]
 PASSWORD = "pass phrase for the crypt tests"
@@ -221,7 +221,7 @@ async def test_an_upload_with_encrypt_password_is_stored_encrypted(
     assert task["results"]["fileName"] == "secret.bin.age"
 
     history = await temporal_client.get_workflow_handle(upload.task_id).fetch_history()
-    replayed = await Replayer(workflows=[UploadWorkflow]).replay_workflow(
+    replayed = await Replayer(workflows=[FileUploadWorkflow]).replay_workflow(
         history, raise_on_replay_failure=False
     )
     assert replayed.replay_failure is None, replayed.replay_failure

@@ -8,9 +8,13 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
-from taskdrive.tasktypes import upload as up
+from taskdrive.tasks import (
+    SIGNAL_PAUSE,
+    SIGNAL_RESUME,
+    LifecycleSignal,
+)
+from tasktypes.file_upload import FileUploadWorkflow
 from tests.uploading import complete, create, random_bytes, send_chunks, wait_for_status
-from workflows.upload import UploadWorkflow
 
 
 async def test_histories_replay_without_nondeterminism(
@@ -20,9 +24,9 @@ async def test_histories_replay_without_nondeterminism(
     finished = await create(api, headers, random_bytes(3000), chunk_size=1000)
     handle = temporal_client.get_workflow_handle(finished.task_id)
     await send_chunks(api, headers, finished, [2])
-    await handle.signal(up.SIGNAL_PAUSE, up.LifecycleSignal())
+    await handle.signal(SIGNAL_PAUSE, LifecycleSignal())
     await wait_for_status(api, headers, finished.task_id, "Paused")
-    await handle.signal(up.SIGNAL_RESUME, up.LifecycleSignal())
+    await handle.signal(SIGNAL_RESUME, LifecycleSignal())
     await wait_for_status(api, headers, finished.task_id, "InProgress")
     await send_chunks(api, headers, finished, [0, 1])
     assert (await complete(api, headers, finished)).status_code == 200
@@ -30,7 +34,7 @@ async def test_histories_replay_without_nondeterminism(
     cancelled = await create(api, headers, random_bytes(10), chunk_size=5)
     await api.delete(f"/api/files/upload/task/{cancelled.task_id}", headers=headers)
 
-    replayer = Replayer(workflows=[UploadWorkflow])
+    replayer = Replayer(workflows=[FileUploadWorkflow])
     for task_id in (finished.task_id, cancelled.task_id):
         history = await temporal_client.get_workflow_handle(task_id).fetch_history()
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)

@@ -1,8 +1,0 @@
-"""Task types: each module holds a type's plain data contracts and its registration.
-
-Importing this package registers every type.
-"""
-
-from taskdrive.tasktypes import upload as upload
-
-__all__ = ["upload"]

@@ -1,0 +1,52 @@
+"""FileUpload's contracts, shared by the API, the type's workflow and its activities.
+
+Chunk bytes never cross Temporal: the API writes them into the pool and records them in the
+``upload_chunks`` ledger; the workflow hears only of progress (absolute counts, so a late or
+repeated signal is harmless) and of the client's request to complete.
+"""
+
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+
+from taskdrive.params import TaskParams
+
+# The upload's own signals (pause, resume and cancel are the lifecycle's).
+SIGNAL_PROGRESS = "chunks_progress"
+SIGNAL_COMPLETE = "complete"
+
+
+class FileUploadParams(TaskParams):
+    """Everything fixed when the upload is created (by ``POST /api/files/upload/create``, not
+    ``POST /api/tasks``): the declared file, where its bytes go, how long it may stay idle."""
+
+    file_id: str
+    """Reserved at create: the file record's id once the upload completes."""
+    pool_id: str
+    file_name: str
+    file_size: int
+    content_type: str
+    hash: str
+    chunk_size: int
+    chunks_count: int
+    storage_key: str
+    multipart_upload_id: str | None = None
+    bundle_id: str | None = None
+    expired_at: str | None = None
+    stale_after_seconds: float
+    encrypt_password: SecretStr | None = None
+    """Sealed for this task (``taskdrive.secrets``): once verified, the file is stored
+    age-encrypted. Never the plain text."""
+
+
+@dataclass
+class ChunkProgress:
+    chunks_uploaded: int
+    bytes_uploaded: int
+    at: str
+
+
+def upload_progress_percent(bytes_uploaded: int, file_size: int) -> float:
+    if file_size <= 0:
+        return 0.0
+    return round(100.0 * bytes_uploaded / file_size, 2)
