@@ -11,6 +11,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import tasktypes  # noqa: F401  # importing it registers every task type
 from activities import runtime
@@ -33,6 +34,16 @@ def type_activities() -> list[Callable[..., Any]]:
     return [fn for task_type in registry.TASK_TYPES.values() for fn in task_type.activities]
 
 
+# The sandbox imports a workflow's module afresh for every run, and everything it imports that
+# is not passed through. The framework the types build on (``workflows``: the lifecycle, its
+# signals and projection) is deterministic, stateless code: passed through, it is imported once
+# per process instead of once per task (compiled from source each time where bytecode is not
+# cached). A type's own module is still sandboxed, so its code is still checked on every run.
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
+)
+
+
 def build_workers(
     settings: Settings, client: Client, activities: Sequence[Callable[..., Any]]
 ) -> list[Worker]:
@@ -44,6 +55,7 @@ def build_workers(
             client,
             task_queue=settings.task_queue(category),
             workflows=workflows,
+            workflow_runner=SANDBOX,
             activities=activities,
             max_concurrent_activities=settings.concurrency(category),
             # Heartbeats carry pause and cancel to a running step: send them at least every

@@ -6,16 +6,66 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, literal_column, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskdrive.db.models import Task, TaskEvent
 from taskdrive.projection import ProjectionWrite
 
 NOTIFY_CHANNEL = "taskdrive_tasks"
+
+
+# The row's upsert, the event and the NOTIFY in one statement (one round trip, no ORM): the
+# event is inserted only from the upsert's row, and the NOTIFY only from the event's, so a
+# write that lost to a newer one leaves no trace. Optional fields left NULL keep the row's.
+_APPLY = text(
+    """
+    WITH upserted AS (
+        INSERT INTO tasks (
+            task_id, account_id, type, name, description, category, priority, parameters,
+            status, progress, status_message, error_code, error_message, seq, results,
+            retry_count, max_retries, last_error,
+            created_at, updated_at, last_activity, started_at, completed_at
+        ) VALUES (
+            :task_id, :account_id, :type, :name, :description, :category, :priority,
+            CAST(:parameters AS jsonb),
+            :status, :progress, :status_message, :error_code, :error_message, :seq,
+            COALESCE(CAST(:results AS jsonb), '{}'::jsonb),
+            COALESCE(:retry_count, 0), COALESCE(:max_retries, 0), :last_error,
+            :at, :at, :at,
+            CASE WHEN :started THEN :at END, CASE WHEN :finished THEN :at END
+        )
+        ON CONFLICT (task_id) DO UPDATE SET
+            status = excluded.status,
+            progress = excluded.progress,
+            status_message = excluded.status_message,
+            error_code = excluded.error_code,
+            error_message = excluded.error_message,
+            seq = excluded.seq,
+            updated_at = excluded.updated_at,
+            last_activity = excluded.last_activity,
+            results = COALESCE(CAST(:results AS jsonb), tasks.results),
+            retry_count = COALESCE(:retry_count, tasks.retry_count),
+            max_retries = COALESCE(:max_retries, tasks.max_retries),
+            last_error = COALESCE(:last_error, tasks.last_error),
+            started_at = CASE WHEN :started
+                THEN COALESCE(tasks.started_at, excluded.started_at) ELSE tasks.started_at END,
+            completed_at = CASE WHEN :finished
+                THEN excluded.completed_at ELSE tasks.completed_at END
+        WHERE tasks.seq < excluded.seq
+        RETURNING 1
+    ), event AS (
+        INSERT INTO task_events (
+            task_id, seq, event_type, from_status, to_status, reason, actor, data, occurred_at
+        )
+        SELECT :task_id, :seq, :event_type, :previous, :status, :reason, :actor,
+            CAST(:data AS jsonb), :at
+        FROM upserted
+        RETURNING 1
+    )
+    SELECT pg_notify(:channel, :body) FROM event
+    """
+)
 
 
 async def apply_projection(session: AsyncSession, write: ProjectionWrite) -> bool:
@@ -24,68 +74,49 @@ async def apply_projection(session: AsyncSession, write: ProjectionWrite) -> boo
     The caller commits. The event and the notification go out only if the row changed.
     """
     header = write.header
-    at = datetime.fromisoformat(write.occurred_at)
+    # Locked first, so the event's from-status is the one this write replaces.
     previous = await session.scalar(
-        select(Task.status).where(Task.task_id == header.task_id).with_for_update()
+        text("SELECT status FROM tasks WHERE task_id = :task_id FOR UPDATE"),
+        {"task_id": header.task_id},
     )
-    values: dict[str, Any] = {
-        "status": write.status,
-        "progress": write.progress,
-        "status_message": write.status_message,
-        "error_code": write.error_code,
-        "error_message": write.error_message,
-        "seq": write.seq,
-        "updated_at": at,
-        "last_activity": at,
-    }
-    if write.results is not None:
-        values["results"] = write.results
-    for column in ("retry_count", "max_retries", "last_error"):
-        if getattr(write, column) is not None:
-            values[column] = getattr(write, column)
-    stmt = insert(Task).values(
-        task_id=header.task_id,
-        account_id=uuid.UUID(header.account_id),
-        type=header.type,
-        name=header.name,
-        description=header.description,
-        category=header.category,
-        priority=header.priority,
-        parameters=header.parameters,
-        created_at=at,
-        started_at=at if write.started else None,
-        completed_at=at if write.finished else None,
-        **values,
+    applied = await session.execute(
+        _APPLY,
+        {
+            "task_id": header.task_id,
+            "account_id": uuid.UUID(header.account_id),
+            "type": header.type,
+            "name": header.name,
+            "description": header.description,
+            "category": header.category,
+            "priority": header.priority,
+            "parameters": json.dumps(header.parameters),
+            "status": write.status,
+            "progress": write.progress,
+            "status_message": write.status_message,
+            "error_code": write.error_code,
+            "error_message": write.error_message,
+            "seq": write.seq,
+            "results": json.dumps(write.results) if write.results is not None else None,
+            "retry_count": write.retry_count,
+            "max_retries": write.max_retries,
+            "last_error": write.last_error,
+            "at": datetime.fromisoformat(write.occurred_at),
+            "started": write.started,
+            "finished": write.finished,
+            "event_type": write.event_type,
+            "previous": previous,
+            "reason": write.reason,
+            "actor": write.actor,
+            "data": json.dumps(write.data),
+            "channel": NOTIFY_CHANNEL,
+            "body": notification(write),
+        },
     )
-    update: dict[str, Any] = {key: stmt.excluded[key] for key in values}
-    if write.started:
-        update["started_at"] = func.coalesce(Task.started_at, stmt.excluded.started_at)
-    if write.finished:
-        update["completed_at"] = stmt.excluded.completed_at
-    upsert: Any = stmt.on_conflict_do_update(
-        index_elements=[Task.task_id], set_=update, where=Task.seq < stmt.excluded.seq
-    ).returning(literal_column("1"))
-    if (await session.execute(upsert)).first() is None:
-        return False
-    session.add(
-        TaskEvent(
-            task_id=header.task_id,
-            seq=write.seq,
-            event_type=write.event_type,
-            from_status=previous,
-            to_status=write.status,
-            reason=write.reason,
-            actor=write.actor,
-            data=write.data,
-            occurred_at=at,
-        )
-    )
-    await session.flush()
-    await notify(session, write)
-    return True
+    return applied.first() is not None
 
 
-async def notify(session: AsyncSession, write: ProjectionWrite) -> None:
+def notification(write: ProjectionWrite) -> str:
+    """The NOTIFY payload of a write (listeners re-read the row when data is truncated)."""
     header = write.header
     payload = {
         "type": write.event_type,
@@ -102,14 +133,12 @@ async def notify(session: AsyncSession, write: ProjectionWrite) -> None:
             **write.data,
         },
     }
-    # NOTIFY payloads are capped at 8000 bytes; listeners re-read the row when data is missing.
+    # NOTIFY payloads are capped at 8000 bytes.
     body = json.dumps(payload, default=str)
     if len(body.encode()) > 7900:
         payload["data"] = {"taskId": header.task_id, "status": write.status, "truncated": True}
         body = json.dumps(payload)
-    await session.execute(
-        text("SELECT pg_notify(:channel, :body)"), {"channel": NOTIFY_CHANNEL, "body": body}
-    )
+    return body
 
 
 async def apply_progress(
