@@ -82,9 +82,10 @@ class FileUploadWorkflow(TaskWorkflow[FileUploadParams]):
 
     def __init__(self) -> None:
         super().__init__()
-        # What the signals brought since the loop last looked. Signals in the first workflow
-        # task are handled before ``run`` has the input (and ``self.state``), so the handlers
-        # keep their news here and the loop folds it into the state.
+        # What the signals brought. Signals in the first workflow task are handled before
+        # ``run`` has the input (and so ``self.state``): until then the news waits here, and
+        # ``_receive`` folds it in; afterwards each handler folds it in at once, so a
+        # continue-as-new (which waits for the handlers) carries everything.
         self._reported = ChunkProgress(0, 0, "")
         self._complete = False
         self._wake = False
@@ -166,11 +167,13 @@ class FileUploadWorkflow(TaskWorkflow[FileUploadParams]):
             _later(news.at, progress.at),
         )
         self._wake = True
+        if self.input_ready:
+            self._fold_in_reports()
 
     @workflow.signal(name=SIGNAL_COMPLETE)
     def complete(self, progress: ChunkProgress) -> None:
-        self.chunks_progress(progress)
         self._complete = True
+        self.chunks_progress(progress)
 
 
 def _later(a: str, b: str) -> str:

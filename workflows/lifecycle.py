@@ -99,6 +99,12 @@ class TaskWorkflow(Interrupts, Generic[P]):
         return self._params
 
     @property
+    def input_ready(self) -> bool:
+        """False only in signal handlers run before ``run`` (signals in the first workflow task
+        are handled first): ``task_input``, ``params`` and ``state`` are not there yet."""
+        return self._inp is not None
+
+    @property
     def task_input(self) -> TaskInput:
         assert self._inp is not None, "run() sets the input first"
         return self._inp
