@@ -126,6 +126,19 @@ class Settings(BaseSettings):
         description="Caps the rate at which a task step reads a file (0: unlimited), to share "
         "disks and networks with foreground work.",
     )
+    archive_max_total_bytes: int = Field(
+        default=10 * 1024**3,
+        ge=0,
+        description="FileDecompress: the most entry data an archive may expand to.",
+    )
+    archive_max_entries: int = Field(
+        default=10_000, ge=0, description="FileDecompress: the most entries (directories count)."
+    )
+    archive_max_ratio: float = Field(
+        default=100.0,
+        ge=1,
+        description="FileDecompress: the most bytes out per byte in (after the first MiB out).",
+    )
     worker_concurrency: int = Field(
         default=10, ge=1, description="Activities at once per category, unless set below."
     )

@@ -1,8 +1,9 @@
 """FileDecompress: one zip / tar.gz / tar.zst archive in, one file per entry out.
 
-Archives are untrusted uploads, read by ``read_archive`` under ``LIMITS``. An entry whose path
-escapes the target (``../``) or is absolute, a link, a special file, more entries, more bytes or
-a higher compression ratio than the limits allow (bombs), or a corrupt archive end the task
+Archives are untrusted uploads, read by ``read_archive`` under the limits of the ``archive_*``
+settings. An entry whose path escapes the target (``../``) or is absolute, a link, a special
+file, more entries, more bytes or a higher compression ratio than the limits allow (bombs), or
+a corrupt archive end the task
 Failed with ARCHIVE_REJECTED, the reason in its message, and nothing stays behind: the step
 deletes every object it wrote before it fails. Records are added only once every entry is
 written and the archive has been read to its end (a zip's symlinks show only in its central
@@ -48,11 +49,9 @@ with workflow.unsafe.imports_passed_through():
     from taskdrive.tasks import RetryRules, StepRequest, StepResult, TaskInput, TaskOutcome
     from tasktypes._outputs import remove_outputs
 
-# What an archive may expand to (there are no settings for these yet): 10 GiB of entry data,
-# 10,000 entries (directories count), 100 bytes out per byte in once 1 MiB has come out.
-LIMITS: Final = Limits(
-    max_total_bytes=10 * 1024**3, max_entries=10_000, max_ratio=100.0, ratio_grace_bytes=1024**2
-)
+# Output allowed before the ratio limit applies: the first bytes of any archive have consumed
+# little input yet (a small file compresses well, headers are tiny).
+_RATIO_GRACE_BYTES: Final = 1024**2
 _HEAD_BYTES: Final = 8  # enough for every format's magic number
 # The extraction's checkpoint says whether the step removed all it wrote before it stopped.
 _CLEAN: Final = "clean"
@@ -158,7 +157,14 @@ async def _entries(
     head = b"".join([piece async for piece in source.read(archive.storage_key, 0, _HEAD_BYTES)])
     fmt = detect_format(archive.name, head)
     pieces = read_object(ctx, source, archive.storage_key)
-    entries = read_archive(wrap(pieces) if wrap else pieces, fmt, LIMITS)
+    settings = ctx.runtime.settings
+    limits = Limits(
+        max_total_bytes=settings.archive_max_total_bytes,
+        max_entries=settings.archive_max_entries,
+        max_ratio=settings.archive_max_ratio,
+        ratio_grace_bytes=_RATIO_GRACE_BYTES,
+    )
+    entries = read_archive(wrap(pieces) if wrap else pieces, fmt, limits)
     try:
         yield entries
     finally:

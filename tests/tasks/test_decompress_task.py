@@ -243,3 +243,29 @@ async def test_cleanup_reads_the_archive_again_when_the_step_could_not_clean_up(
         removed = [line for line in await logs(idle_api, headers, task_id) if "removed" in line]
     assert removed == ["removed whatever was extracted of the archive's 3 entries"]
     assert storage.objects() == objects
+
+
+@pytest.mark.parametrize(
+    ("limit", "reason"),
+    [
+        ({"archive_max_entries": 2}, "more than 2 entries"),
+        ({"archive_max_total_bytes": 2500}, "over the limit of 2500 bytes in total"),
+    ],
+)
+async def test_the_limits_are_settings(
+    settings: Settings, account: Account, storage: Storage, limit: dict[str, int], reason: str
+) -> None:
+    """An archive well inside the defaults, rejected by a worker with tighter limits."""
+    account_id, headers = account
+    tight = settings.model_copy(
+        update={"task_queue_prefix": f"tight-{uuid.uuid4().hex[:8]}", **limit}
+    )
+    data = zip_of({name: random_bytes(1000) for name in ("a.bin", "b.bin", "c.bin")})
+    async with worker_running(tight), api_client(tight) as api:
+        archive = await upload_file(api, headers, data, name="three.zip")
+        objects, records = storage.objects(), storage.files(account_id)
+        task = await create_task(api, headers, "FileDecompress", {"fileId": archive["id"]})
+        failed = await wait_task(api, headers, task["taskId"], "Failed")
+    assert failed["errorCode"] == "ARCHIVE_REJECTED"
+    assert reason in failed["errorMessage"], failed["errorMessage"]
+    assert (storage.objects(), storage.files(account_id)) == (objects, records)
