@@ -139,6 +139,16 @@ class Settings(BaseSettings):
         ge=1,
         description="FileDecompress: the most bytes out per byte in (after the first MiB out).",
     )
+    conversion_max_source_bytes: int = Field(
+        default=128 * MiB,
+        ge=1,
+        description="FileConversion: the largest image read (it is held in memory).",
+    )
+    conversion_max_pixels: int = Field(
+        default=100_000_000,
+        ge=1,
+        description="FileConversion: the most pixels an image may decode to.",
+    )
     worker_concurrency: int = Field(
         default=10, ge=1, description="Activities at once per category, unless set below."
     )

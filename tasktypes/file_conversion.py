@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
     from taskdrive.db.models import File
     from taskdrive.errors import ErrorCode, TaskdriveError
     from taskdrive.fileops.images import (
-        DEFAULT_MAX_PIXELS,
         ConversionOptions,
         ImageFormat,
         ImageRejected,
@@ -50,11 +49,9 @@ with workflow.unsafe.imports_passed_through():
     from taskdrive.registry import TaskType, register
     from taskdrive.tasks import RetryRules, StepRequest, StepResult, TaskInput, TaskOutcome
 
-# The source is read into memory, so its size is capped as well as its pixels (the pixel
-# budget bounds the decoded bitmap; this bounds the bytes held beside it). 128 MiB covers
-# camera photos and large PNGs; bigger images are refused as IMAGE_REJECTED.
-MAX_SOURCE_BYTES = 128 * 1024 * 1024
-MAX_PIXELS = DEFAULT_MAX_PIXELS
+# The source is read into memory, so its size is capped (``conversion_max_source_bytes``) as
+# well as its pixels (``conversion_max_pixels``): the pixel budget bounds the decoded bitmap,
+# the size the bytes held beside it. Bigger images are refused as IMAGE_REJECTED.
 HEARTBEAT_SECONDS = 1.0  # while the conversion runs in its thread
 
 T = TypeVar("T")
@@ -106,10 +103,12 @@ async def _convert(ctx: StepContext) -> dict[str, Any]:
     account_id = ctx.request.account_id
     (source,) = await load_files(ctx.runtime, account_id, [str(params.file_id)])
     described = f"{source.name} ({source.id})"
-    if source.size > MAX_SOURCE_BYTES:
+    settings = ctx.runtime.settings
+    if source.size > settings.conversion_max_source_bytes:
         raise StepFailed(
             ErrorCode.IMAGE_REJECTED,
-            f"{described} is {source.size} bytes; images up to {MAX_SOURCE_BYTES} are converted",
+            f"{described} is {source.size} bytes; images up to "
+            f"{settings.conversion_max_source_bytes} are converted",
             permanent=True,
         )
     pool = ctx.runtime.pools.get(source.pool_id)
@@ -119,7 +118,7 @@ async def _convert(ctx: StepContext) -> dict[str, Any]:
 
     def work() -> tuple[bytes, int, int, str]:
         encoded, width, height = convert_image(
-            io.BytesIO(data), target, params.options, max_pixels=MAX_PIXELS
+            io.BytesIO(data), target, params.options, max_pixels=settings.conversion_max_pixels
         )
         return encoded, width, height, hashlib.sha256(encoded).hexdigest()
 

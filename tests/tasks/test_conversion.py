@@ -8,10 +8,12 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
 from activities.files import output_id
-from tests.fixtures.app import S3_POOL_ID, Auth
+from taskdrive.settings import Settings
+from tests.fixtures.app import S3_POOL_ID, Auth, api_client, worker_running
 from tests.tasking import create_task, upload_file, wait_task
 from tests.uploading import random_bytes
 
@@ -161,6 +163,31 @@ async def test_a_corrupt_image_fails_the_task_image_rejected(
     assert task["errorCode"] == "IMAGE_REJECTED"
     assert task["retryCount"] == 0
     assert "broken.png" in task["errorMessage"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "reason"),
+    [
+        ({"conversion_max_source_bytes": 1000}, "images up to 1000 are converted"),
+        ({"conversion_max_pixels": 100 * 100}, "pixels"),
+    ],
+)
+async def test_the_image_limits_are_settings(
+    settings: Settings, account: Account, limit: dict[str, int], reason: str
+) -> None:
+    """A 200x200 PNG, well inside the defaults, refused by a worker with tighter limits."""
+    _, headers = account
+    tight = settings.model_copy(
+        update={"task_queue_prefix": f"tight-{uuid.uuid4().hex[:8]}", **limit}
+    )
+    async with worker_running(tight), api_client(tight) as api:
+        source = await upload_file(api, headers, png(200, 200, noise=True), name="big.png")
+        created = await create_task(
+            api, headers, "FileConversion", {"fileId": source["id"], "targetFormat": "jpeg"}
+        )
+        task = await wait_task(api, headers, created["taskId"], "Failed")
+    assert task["errorCode"] == "IMAGE_REJECTED"
+    assert reason in task["errorMessage"], task["errorMessage"]
 
 
 async def test_a_conversion_cancelled_midway_leaves_no_file(
