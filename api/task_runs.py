@@ -33,7 +33,7 @@ from taskdrive.auth import Principal
 from taskdrive.db.models import Task
 from taskdrive.db.projection import apply_projection
 from taskdrive.errors import ErrorCode, TaskdriveError
-from taskdrive.params import redacted, secret_fields
+from taskdrive.params import redacted, sealed_wire
 from taskdrive.projection import ProjectionWrite, TaskHeader
 from taskdrive.secrets import seal
 from taskdrive.statuses import TaskStatus
@@ -103,11 +103,7 @@ async def create_task(
         task_id = str(uuid.uuid5(_IDEMPOTENCY_NAMESPACE, name))
     else:
         task_id = str(uuid.uuid4())
-    wire = model.model_dump(mode="json", by_alias=True)
-    # The model dumps secrets masked; put the originals back, sealed for this task.
-    for key in secret_fields(type(model)):
-        if body.parameters.get(key) is not None:
-            wire[key] = seal(services.settings, task_id, str(body.parameters[key]))
+    wire = sealed_wire(model, lambda secret: seal(services.settings, task_id, secret))
     public = redacted(type(model), wire)
     digest = _digest(body, public)
     priority = body.priority if body.priority is not None else task_type.default_priority
@@ -122,18 +118,7 @@ async def create_task(
         parameters=public,
     )
     max_retries = body.max_retries if body.max_retries is not None else task_type.retry.max_retries
-    created = await apply_projection(
-        session,
-        ProjectionWrite(
-            header=header,
-            seq=0,
-            status=TaskStatus.PENDING,
-            event_type="task.created",
-            occurred_at=datetime.now(UTC).isoformat(),
-            max_retries=max_retries,
-            actor=str(principal.account_id),
-        ),
-    )
+    created = await record_created(session, header, max_retries, principal)
     if not created:  # the key's task exists (perhaps committed a moment ago by a twin request)
         existing = await session.get(Task, task_id, populate_existing=True)
         assert existing is not None
@@ -160,6 +145,25 @@ async def create_task(
     task = await session.get(Task, task_id, populate_existing=True)
     assert task is not None
     return task, True
+
+
+async def record_created(
+    session: AsyncSession, header: TaskHeader, max_retries: int, principal: Principal
+) -> bool:
+    """The new task's row, Pending, with its ``task.created`` event (the workflow's writes come
+    after it); False when a row with that id exists already."""
+    return await apply_projection(
+        session,
+        ProjectionWrite(
+            header=header,
+            seq=0,
+            status=TaskStatus.PENDING,
+            event_type="task.created",
+            occurred_at=datetime.now(UTC).isoformat(),
+            max_retries=max_retries,
+            actor=str(principal.account_id),
+        ),
+    )
 
 
 async def start(

@@ -7,6 +7,7 @@ redacts it before they go to Postgres or any answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -34,3 +35,14 @@ def redacted(model: type[BaseModel], params: dict[str, Any]) -> dict[str, Any]:
         key: (REDACTED if key in secret_fields(model) and value is not None else value)
         for key, value in params.items()
     }
+
+
+def sealed_wire(model: BaseModel, seal: Callable[[str], str]) -> dict[str, Any]:
+    """The parameters as the workflow gets them: JSON, each secret passed through ``seal``
+    (a plain dump would mask them)."""
+    wire = model.model_dump(mode="json", by_alias=True)
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            wire[info.alias or name] = seal(value.get_secret_value())
+    return wire

@@ -35,8 +35,8 @@ class FileUploadParams(TaskParams):
     expired_at: str | None = None
     stale_after_seconds: float
     encrypt_password: SecretStr | None = None
-    """Sealed for this task (``taskdrive.secrets``): once verified, the file is stored
-    age-encrypted. Never the plain text."""
+    """Once verified, the file is stored age-encrypted with it. Sealed for this task
+    (``taskdrive.secrets``) in the parameters the workflow gets: never plain in Temporal."""
 
 
 @dataclass

@@ -84,7 +84,7 @@ class FileUploadWorkflow(TaskWorkflow[FileUploadParams]):
         super().__init__()
         # What the signals brought. Signals in the first workflow task are handled before
         # ``run`` has the input (and so ``self.state``): until then the news waits here, and
-        # ``_receive`` folds it in; afterwards each handler folds it in at once, so a
+        # ``_receive`` folds it in once; afterwards each handler folds it in at once, so a
         # continue-as-new (which waits for the handlers) carries everything.
         self._reported = ChunkProgress(0, 0, "")
         self._complete = False
@@ -114,9 +114,9 @@ class FileUploadWorkflow(TaskWorkflow[FileUploadParams]):
         task on cancel or after the threshold without activity."""
         state = self.state
         state.setdefault("lastActivity", workflow.now().isoformat())
+        self._fold_in_reports()  # what came before ``run``; the handlers fold in the rest
         while True:
             self._wake = False
-            self._fold_in_reports()
             if state.get("completeRequested"):
                 return
             progress = upload_progress_percent(state.get("bytesUploaded", 0), self.params.file_size)

@@ -174,7 +174,7 @@ class TaskWorkflow(Interrupts, Generic[P]):
                 retry_policy=_INFRA_RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
-            await self._until_done_or_interrupted(handle)
+            await self.wait_until(handle.done)
             if not handle.done():
                 handle.cancel()  # the step stops at its next checkpoint and answers
             try:
@@ -367,9 +367,6 @@ class TaskWorkflow(Interrupts, Generic[P]):
         self._state.seq = projector.seq
         if event != "task.progress":
             Projector.mark_status(self._status)
-
-    async def _until_done_or_interrupted(self, handle: asyncio.Future[Any]) -> None:
-        await workflow.wait_condition(lambda: handle.done() or self.interrupted)
 
     def _require_projector(self) -> Projector:
         assert self._projector is not None, "run() creates the projector first"

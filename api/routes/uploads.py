@@ -6,13 +6,13 @@ import logging
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import SecretStr
 from sqlalchemy import select
 
+from activities.files import storage_key
 from api import task_runs
 from api.chunk_body import chunk_stream
 from api.deps import CurrentPrincipal, ServicesDep, SessionDep
@@ -27,11 +27,10 @@ from api.schemas.uploads import (
 from api.temporal_calls import signal, wait_result
 from taskdrive.db import uploads as ledger
 from taskdrive.db.models import File, Task, Upload
-from taskdrive.db.projection import apply_projection
 from taskdrive.errors import ErrorCode, TaskdriveError
-from taskdrive.params import REDACTED
+from taskdrive.params import REDACTED, sealed_wire
 from taskdrive.pools import Pool, UploadNotFound, UploadTarget
-from taskdrive.projection import ProjectionWrite, TaskHeader
+from taskdrive.projection import TaskHeader
 from taskdrive.secrets import seal
 from taskdrive.statuses import TaskStatus
 from taskdrive.tasks import SIGNAL_CANCEL, LifecycleSignal, TaskInput, TaskOutcome
@@ -147,22 +146,10 @@ async def create_upload(
         | ({"encryptPassword": REDACTED} if body.encrypt_password is not None else {}),
     )
     client = await services.temporal()
-    key = f"files/{file_id}"
+    key = storage_key(file_id)
     target = await pool.begin_upload(key, body.file_size, chunk_size)
     try:
-        now = datetime.now(UTC)
-        await apply_projection(
-            session,
-            ProjectionWrite(
-                header=header,
-                seq=0,
-                status=TaskStatus.PENDING,
-                event_type="task.created",
-                occurred_at=now.isoformat(),
-                max_retries=task_type.retry.max_retries,
-                actor=str(principal.account_id),
-            ),
-        )
+        await task_runs.record_created(session, header, task_type.retry.max_retries, principal)
         spec = FileUploadParams(
             file_id=str(file_id),
             pool_id=str(pool_id),
@@ -177,12 +164,7 @@ async def create_upload(
             bundle_id=str(body.bundle_id) if body.bundle_id else None,
             expired_at=body.expired_at.isoformat() if body.expired_at else None,
             stale_after_seconds=settings.upload_stale_threshold_seconds,
-            # Sealed for this task before it goes to Temporal; Postgres sees the placeholder.
-            encrypt_password=(
-                SecretStr(seal(settings, task_id, body.encrypt_password.get_secret_value()))
-                if body.encrypt_password is not None
-                else None
-            ),
+            encrypt_password=body.encrypt_password,
         )
         session.add(_upload_row(header, spec, body.expired_at))
         await session.flush()
@@ -190,7 +172,8 @@ async def create_upload(
         # on these rows, and a failed start leaves nothing behind.
         inp = TaskInput(
             header=header,
-            params=_wire(spec),
+            # Sealed for this task before it goes to Temporal; Postgres sees the placeholder.
+            params=sealed_wire(spec, lambda secret: seal(settings, task_id, secret)),
             retry=task_type.retry,
             heartbeat_timeout_seconds=settings.activity_heartbeat_timeout_seconds,
         )
@@ -202,14 +185,6 @@ async def create_upload(
     return CreateUploadResponse(
         file_exists=False, task_id=task_id, chunk_size=chunk_size, chunks_count=chunks_count
     )
-
-
-def _wire(spec: FileUploadParams) -> dict[str, Any]:
-    """The parameters as the workflow gets them: JSON, the password sealed (a dump masks it)."""
-    wire = spec.model_dump(mode="json", by_alias=True)
-    if spec.encrypt_password is not None:
-        wire["encryptPassword"] = spec.encrypt_password.get_secret_value()
-    return wire
 
 
 def _upload_row(header: TaskHeader, spec: FileUploadParams, expired_at: datetime | None) -> Upload:
