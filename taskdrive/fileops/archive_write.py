@@ -42,7 +42,6 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Callable,
-    Iterable,
     Iterator,
     Sequence,
 )
@@ -53,6 +52,7 @@ from typing import Final, Literal, Protocol, get_args
 import stream_zip
 import zstandard
 
+from taskdrive.fileops.pieces import regroup
 from taskdrive.fileops.thread_pipe import ThreadPipe, Work
 
 __all__ = [
@@ -281,23 +281,6 @@ def _member_chunks(batches: Iterator[_Batch]) -> Iterator[bytes]:
     raise RuntimeError("member input ended without an end marker")
 
 
-def _emit_in_pieces(parts: Iterable[bytes], emit: Callable[[bytes], None]) -> None:
-    """Emit ``parts`` regrouped into pieces of at least ``OUTPUT_PIECE_BYTES``."""
-    pending: list[bytes] = []
-    pending_bytes = 0
-    for part in parts:
-        if not part:
-            continue
-        pending.append(part)
-        pending_bytes += len(part)
-        if pending_bytes >= OUTPUT_PIECE_BYTES:
-            emit(pending[0] if len(pending) == 1 else b"".join(pending))
-            pending = []
-            pending_bytes = 0
-    if pending:
-        emit(b"".join(pending))
-
-
 def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
@@ -316,7 +299,10 @@ def _zip_work(members: tuple[Member, ...], level: int) -> Work[_Batch, bytes]:
         )
         # stream-zip's chunk_size is the size it regroups its output into; ours regroups again
         # only around the small local headers, which it flushes separately.
-        _emit_in_pieces(stream_zip.stream_zip(files, chunk_size=OUTPUT_PIECE_BYTES), emit)
+        for piece in regroup(
+            stream_zip.stream_zip(files, chunk_size=OUTPUT_PIECE_BYTES), OUTPUT_PIECE_BYTES
+        ):
+            emit(piece)
 
     return work
 
@@ -360,6 +346,7 @@ def _tar_work(
             yield compressor.compress(bytes(trailer))
             yield compressor.flush()
 
-        _emit_in_pieces(compressed(), emit)
+        for piece in regroup(compressed(), OUTPUT_PIECE_BYTES):
+            emit(piece)
 
     return work

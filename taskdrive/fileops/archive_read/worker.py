@@ -10,6 +10,7 @@ from functools import partial
 from typing import Final
 
 from taskdrive.fileops.archive_read.limits import ArchiveRejected, _Meter
+from taskdrive.fileops.pieces import regroup
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +88,14 @@ def _emit_entry(
         raise ArchiveRejected("INVALID_NAME", "an entry has an empty name")
     meter.declared(name, size)
     emit(_Start(name, size))
-    pending: list[bytes] = []
-    pending_bytes = 0
-    for chunk in data:
-        if data_is_decompressed:
-            meter.decompressed(len(chunk))
-        meter.extracted_bytes(len(chunk))
-        pending.append(chunk)
-        pending_bytes += len(chunk)
-        if pending_bytes >= _OUTPUT_PIECE_BYTES:
-            emit(pending[0] if len(pending) == 1 else b"".join(pending))
-            pending = []
-            pending_bytes = 0
-    if pending:
-        emit(b"".join(pending))
+
+    def metered() -> Iterator[bytes]:
+        for chunk in data:
+            if data_is_decompressed:
+                meter.decompressed(len(chunk))
+            meter.extracted_bytes(len(chunk))
+            yield chunk
+
+    for piece in regroup(metered(), _OUTPUT_PIECE_BYTES):
+        emit(piece)
     emit(_ENTRY_END)
