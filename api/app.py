@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await services.progress.close()
             await services.frontier.close()
             await services.events.close()
             await services.pools.close()

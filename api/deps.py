@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from api.events import EventHub
 from api.frontier_hash import FrontierHasher
+from api.progress_reports import ProgressReports
 from taskdrive.auth import InvalidToken, Principal, verify_token
 from taskdrive.errors import ErrorCode, TaskdriveError
 from taskdrive.pools import PoolRegistry
@@ -29,8 +30,12 @@ class Services:
     pools: PoolRegistry
     events: EventHub
     frontier: FrontierHasher
+    progress: ProgressReports = field(init=False)
     _client: Client | None = None
     _client_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.progress = ProgressReports(self.temporal)
 
     async def temporal(self) -> Client:
         """Connects on first use, so the API starts (and reports health) while Temporal is down."""
@@ -45,7 +50,9 @@ class Services:
             return self._client
 
 
-def _services(request: Request) -> Services:
+# The dependencies are coroutines although they never await: FastAPI runs a plain ``def``
+# dependency in a worker thread, and that hop cost every request milliseconds under load.
+async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -60,7 +67,7 @@ async def _session(
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _principal(
+async def _principal(
     services: Annotated[Services, Depends(_services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:

@@ -6,6 +6,11 @@ stored chunks that continue the frontier back from the pool (they are in the pag
 written) and feeds them to the digest. When the frontier reaches the end, the digest goes into
 ``uploads.verified_hash`` and assembly compares that instead of hashing the file again.
 
+Which chunks are stored comes from this process's own chunk requests as they commit, so a
+pass costs no database round trip (under load each one waits for a busy CPU). Chunks stored
+by another process, or before a restart, are only learnt from the ledger when the upload is
+completed (:meth:`FrontierHasher.settle`).
+
 The state lives in this process only, because a hash state cannot be saved portably. That is
 enough: anything that loses it (a restart, chunks sent to another API replica, an S3 pool,
 whose parts cannot be read before completion) leaves ``verified_hash`` NULL and assembly
@@ -39,6 +44,7 @@ BLOCK = 8 * 1024 * 1024  # bytes read and hashed per thread hop (hashlib release
 class _Frontier:
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     next_index: int = 0
+    stored: set[int] = field(default_factory=set)  # stored chunks past ``next_index``
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wanted: int = 0  # bumped by every stored chunk; the pass runs until it stops moving
 
@@ -73,18 +79,22 @@ class FrontierHasher:
         self._frontiers: OrderedDict[str, _Frontier] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
 
-    def chunk_stored(self, upload: Upload, pool: Pool) -> None:
-        """Advances the upload's frontier in the background; the chunk's answer does not wait."""
+    def chunk_stored(self, upload: Upload, pool: Pool, index: int) -> None:
+        """Advances the upload's frontier in the background; the chunk's answer does not wait.
+
+        Call once chunk ``index`` is durable and its ledger row committed."""
         if not isinstance(pool, LocalFiles):
             return
+        self._frontier(upload.task_id).stored.add(index)
         task = asyncio.create_task(self._advance(_Shape.of(upload), pool))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def settle(self, upload: Upload, pool: Pool) -> None:
-        """Waits for the pass in flight and takes in whatever it left; called before complete."""
+        """Waits for the pass in flight, learns from the ledger the chunks other processes
+        stored, and takes in whatever continues the frontier; called before complete."""
         if isinstance(pool, LocalFiles) and upload.task_id in self._frontiers:
-            await self._advance(_Shape.of(upload), pool, wait=True)
+            await self._advance(_Shape.of(upload), pool, settling=True)
 
     def forget(self, task_id: str) -> None:
         self._frontiers.pop(task_id, None)
@@ -103,15 +113,17 @@ class FrontierHasher:
         self._frontiers.move_to_end(task_id)
         return frontier
 
-    async def _advance(self, shape: _Shape, pool: LocalFiles, *, wait: bool = False) -> None:
+    async def _advance(self, shape: _Shape, pool: LocalFiles, *, settling: bool = False) -> None:
         frontier = self._frontier(shape.task_id)
         frontier.wanted += 1
-        if frontier.lock.locked() and not wait:
+        if frontier.lock.locked() and not settling:
             return  # the pass in flight sees ``wanted`` move and goes round again
         try:
             async with frontier.lock:
                 if self._frontiers.get(shape.task_id) is not frontier:
                     return  # finished or forgotten while we waited
+                if settling:
+                    frontier.stored.update(await self._ledger(shape.task_id, frontier.next_index))
                 await self._run(shape, pool, frontier)
         except Exception:
             # Never fatal: without a verified hash, assembly hashes the file itself.
@@ -122,31 +134,33 @@ class FrontierHasher:
         path = pool.staging_path(shape.storage_key)
         while True:
             seen = frontier.wanted
-            async with self._sessions() as session:
-                stored = list(
-                    await session.scalars(
-                        select(UploadChunk.chunk_index)
-                        .where(
-                            UploadChunk.task_id == shape.task_id,
-                            UploadChunk.chunk_index >= frontier.next_index,
-                        )
-                        .order_by(UploadChunk.chunk_index)
-                    )
-                )
-            run = 0
-            while run < len(stored) and stored[run] == frontier.next_index + run:
-                run += 1
-            if run:
-                start = frontier.next_index * shape.chunk_size
-                end = min((frontier.next_index + run) * shape.chunk_size, shape.file_size)
+            first = frontier.next_index
+            end_index = first
+            while end_index in frontier.stored:
+                end_index += 1
+            if end_index > first:
+                start = first * shape.chunk_size
+                end = min(end_index * shape.chunk_size, shape.file_size)
                 await _hash_range(path, frontier.digest, start, end)
-                frontier.next_index += run
+                frontier.stored.difference_update(range(first, end_index))
+                frontier.next_index = end_index
             if frontier.next_index == shape.chunks_count:
                 await self._record(shape.task_id, frontier.digest.hexdigest())
                 self.forget(shape.task_id)
                 return
             if frontier.wanted == seen:
                 return
+
+    async def _ledger(self, task_id: str, first: int) -> list[int]:
+        """The chunks at or past ``first`` the ledger holds, whoever stored them."""
+        async with self._sessions() as session:
+            return list(
+                await session.scalars(
+                    select(UploadChunk.chunk_index).where(
+                        UploadChunk.task_id == task_id, UploadChunk.chunk_index >= first
+                    )
+                )
+            )
 
     async def _record(self, task_id: str, digest: str) -> None:
         async with self._sessions.begin() as session:

@@ -6,6 +6,7 @@ repeated signal is harmless) and of the client's request to complete.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from pydantic import SecretStr
 
@@ -44,6 +45,21 @@ class ChunkProgress:
     chunks_uploaded: int
     bytes_uploaded: int
     at: str
+
+    def merged(self, other: "ChunkProgress") -> "ChunkProgress":
+        """The furthest of two reports: they may arrive in any order."""
+        return ChunkProgress(
+            max(self.chunks_uploaded, other.chunks_uploaded),
+            max(self.bytes_uploaded, other.bytes_uploaded),
+            later_instant(self.at, other.at),
+        )
+
+
+def later_instant(a: str, b: str) -> str:
+    """The later of two ISO-8601 instants, "" being none (string order breaks across offsets)."""
+    if not a or not b:
+        return a or b
+    return b if datetime.fromisoformat(b) > datetime.fromisoformat(a) else a
 
 
 def upload_progress_percent(bytes_uploaded: int, file_size: int) -> float:

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         SIGNAL_PROGRESS,
         ChunkProgress,
         FileUploadParams,
+        later_instant,
         upload_progress_percent,
     )
 
@@ -155,17 +156,12 @@ class FileUploadWorkflow(TaskWorkflow[FileUploadParams]):
         return datetime.fromisoformat(self.state["lastActivity"]) + stale_after
 
     def _touch(self, at: str) -> None:
-        self.state["lastActivity"] = _later(self.state.get("lastActivity", ""), at)
+        self.state["lastActivity"] = later_instant(self.state.get("lastActivity", ""), at)
 
     # The upload's own signals: note what the API reported and wake the receiving loop.
     @workflow.signal(name=SIGNAL_PROGRESS)
     def chunks_progress(self, progress: ChunkProgress) -> None:
-        news = self._reported
-        self._reported = ChunkProgress(
-            max(news.chunks_uploaded, progress.chunks_uploaded),
-            max(news.bytes_uploaded, progress.bytes_uploaded),
-            _later(news.at, progress.at),
-        )
+        self._reported = self._reported.merged(progress)
         self._wake = True
         if self.input_ready:
             self._fold_in_reports()
@@ -174,13 +170,6 @@ class FileUploadWorkflow(TaskWorkflow[FileUploadParams]):
     def complete(self, progress: ChunkProgress) -> None:
         self._complete = True
         self.chunks_progress(progress)
-
-
-def _later(a: str, b: str) -> str:
-    """The later of two ISO-8601 instants, "" being none (string order breaks across offsets)."""
-    if not a or not b:
-        return a or b
-    return b if datetime.fromisoformat(b) > datetime.fromisoformat(a) else a
 
 
 FILE_UPLOAD = register(

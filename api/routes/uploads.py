@@ -36,7 +36,6 @@ from taskdrive.statuses import TaskStatus
 from taskdrive.tasks import SIGNAL_CANCEL, LifecycleSignal, TaskInput, TaskOutcome
 from taskdrive.upload_params import (
     SIGNAL_COMPLETE,
-    SIGNAL_PROGRESS,
     ChunkProgress,
     FileUploadParams,
     upload_progress_percent,
@@ -217,7 +216,11 @@ async def upload_chunk(
     session: SessionDep,
 ) -> ChunkReceipt:
     """Store one chunk (raw body or multipart field ``chunk``); 200 once it is durable."""
-    upload, task = await ledger.get_upload(session, task_id, principal)
+    # The chunk's lock lives as long as this transaction: one writer per chunk, and a crashed
+    # process never leaves a chunk claimed.
+    upload, task, locked = await ledger.get_upload_locking_chunk(
+        session, task_id, principal, chunk_index
+    )
     _ensure_accepting(task)
     if not 0 <= chunk_index < upload.chunks_count:
         raise TaskdriveError(
@@ -233,9 +236,7 @@ async def upload_chunk(
     raw = not request.headers.get("content-type", "").startswith("multipart/")
     if raw and declared is not None and declared.isdigit() and int(declared) != expected:
         raise _size_mismatch(chunk_index, expected, int(declared))
-    # The lock lives as long as this transaction: one writer per chunk, and a crashed process
-    # never leaves a chunk claimed.
-    claim = await ledger.claim_chunk(session, task_id, chunk_index)
+    claim = await ledger.claim_chunk(session, task_id, chunk_index, locked=locked)
     if claim == ledger.ChunkClaim.STORED:
         raise TaskdriveError(
             ErrorCode.CHUNK_ALREADY_UPLOADED, "chunk already uploaded", chunkIndex=chunk_index
@@ -255,7 +256,7 @@ async def upload_chunk(
         raise TaskdriveError(ErrorCode.TASK_GONE, "the upload has ended", taskId=task_id) from exc
     totals = await ledger.record_chunk(session, task_id, chunk_index, size)
     await session.commit()
-    services.frontier.chunk_stored(upload, pool)
+    services.frontier.chunk_stored(upload, pool, chunk_index)
 
     before = math.floor((totals.bytes_uploaded - size) / upload.file_size * PROGRESS_STEPS)
     after = math.floor(totals.bytes_uploaded / upload.file_size * PROGRESS_STEPS)
@@ -263,12 +264,13 @@ async def upload_chunk(
         # Progress steps only (every 5%, the first and the last chunk), as seed 000's
         # task.progress: the ledger holds every chunk, the workflow needs just enough to report
         # progress and keep the upload alive, and each signal costs Temporal a workflow task.
+        # Sent in the background (api.progress_reports): the answer does not wait for it.
         progress = ChunkProgress(
             totals.chunks_uploaded,
             totals.bytes_uploaded,
             totals.last_activity.astimezone(UTC).isoformat(),
         )
-        await signal(await services.temporal(), task_id, SIGNAL_PROGRESS, progress, required=False)
+        services.progress.report(task_id, progress)
     return ChunkReceipt(
         task_id=task_id,
         chunk_index=chunk_index,

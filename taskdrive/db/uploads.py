@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,9 +27,28 @@ def owned_by(principal: Principal) -> ColumnElement[bool]:
 async def get_upload(
     session: AsyncSession, task_id: str, principal: Principal
 ) -> tuple[Upload, Task]:
+    row = await _owned_upload(session, task_id, principal)
+    return row[0], row[1]
+
+
+async def get_upload_locking_chunk(
+    session: AsyncSession, task_id: str, principal: Principal, index: int
+) -> tuple[Upload, Task, bool]:
+    """The upload and whether this transaction now holds chunk ``index``'s lock.
+
+    One statement, as every chunk request starts with both (each statement is a round trip).
+    Whether the chunk is already stored is asked after the lock: see :func:`claim_chunk`."""
+    lock = func.pg_try_advisory_xact_lock(chunk_lock_key(task_id, index))
+    row = await _owned_upload(session, task_id, principal, lock)
+    return row[0], row[1], bool(row[2])
+
+
+async def _owned_upload(
+    session: AsyncSession, task_id: str, principal: Principal, *extra: ColumnElement[Any]
+) -> tuple[Any, ...]:
     row = (
         await session.execute(
-            select(Upload, Task)
+            select(Upload, Task, *extra)
             .join(Task, Task.task_id == Upload.task_id)
             .where(Upload.task_id == task_id, Task.deleted_at.is_(None), owned_by(principal))
         )
@@ -37,7 +57,7 @@ async def get_upload(
         raise TaskdriveError(
             ErrorCode.TASK_NOT_FOUND, f"upload task {task_id} not found", taskId=task_id
         )
-    return row[0], row[1]
+    return tuple(row)
 
 
 def chunk_lock_key(task_id: str, index: int) -> int:
@@ -52,16 +72,15 @@ class ChunkClaim(Enum):
     BUSY = "busy"
 
 
-async def claim_chunk(session: AsyncSession, task_id: str, index: int) -> ChunkClaim:
-    """Takes the chunk's transaction-scoped lock, then checks the ledger.
+async def claim_chunk(
+    session: AsyncSession, task_id: str, index: int, *, locked: bool
+) -> ChunkClaim:
+    """Checks the ledger for a chunk whose transaction-scoped lock was just tried (``locked``).
 
     The lock dies with the transaction, so a crashed API process never leaves a chunk claimed.
-    The check is a statement of its own: its snapshot must postdate the lock, or a chunk
-    committed by the previous holder could go unseen and be written twice.
+    The check is a statement of its own, after the lock's: its snapshot must postdate the
+    lock, or a chunk committed by the previous holder could go unseen and be written twice.
     """
-    locked = await session.scalar(
-        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": chunk_lock_key(task_id, index)}
-    )
     stored = await session.scalar(
         select(UploadChunk.chunk_index).where(
             UploadChunk.task_id == task_id, UploadChunk.chunk_index == index

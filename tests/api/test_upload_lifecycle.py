@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from taskdrive.settings import Settings
 from taskdrive.tasks import (
@@ -20,7 +21,15 @@ from taskdrive.tasks import (
 from tests.api.test_upload_rules import assert_error
 from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir
 from tests.fixtures.s3 import s3_client
-from tests.uploading import complete, create, random_bytes, send_chunk, send_chunks, wait_for_status
+from tests.uploading import (
+    complete,
+    create,
+    poll_until,
+    random_bytes,
+    send_chunk,
+    send_chunks,
+    wait_for_status,
+)
 
 Account = tuple[uuid.UUID, dict[str, str]]
 MiB = 1024 * 1024
@@ -39,15 +48,25 @@ async def test_pause_refuses_chunks_until_resumed(
     await wait_for_status(api, headers, upload.task_id, "Paused")
     assert_error(await send_chunk(api, headers, upload, 1), 423, "TASK_PAUSED")
     assert_error(await complete(api, headers, upload), 423, "TASK_PAUSED")
-    progress = await handle.query(QUERY_PROGRESS, result_type=TaskView)
-    assert progress.status == "Paused"
-    assert progress.checkpoint["workflow"]["chunksUploaded"] == 1
+    # The API reports progress to the workflow in the background: it shows there eventually.
+    progress = await poll_until(
+        lambda: _progress(handle),
+        lambda view: view["checkpoint"]["workflow"].get("chunksUploaded") == 1,
+        deadline=30,
+        what="the workflow to hear of chunk 0",
+    )
+    assert progress["status"] == "Paused"
 
     await handle.signal(SIGNAL_RESUME, LifecycleSignal())
     await wait_for_status(api, headers, upload.task_id, "InProgress")
     await send_chunks(api, headers, upload, [1, 2])
     finished = await complete(api, headers, upload)
     assert finished.status_code == 200, finished.text
+
+
+async def _progress(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
+    view = await handle.query(QUERY_PROGRESS, result_type=TaskView)
+    return {"status": view.status, "checkpoint": view.checkpoint}
 
 
 async def test_cancel_removes_local_staging(
