@@ -216,9 +216,8 @@ async def upload_chunk(
     session: SessionDep,
 ) -> ChunkReceipt:
     """Store one chunk (raw body or multipart field ``chunk``); 200 once it is durable."""
-    # The chunk's lock lives as long as this transaction: one writer per chunk, and a crashed
-    # process never leaves a chunk claimed.
-    upload, task, locked = await ledger.get_upload_locking_chunk(
+    # The claim lives as long as this transaction: one writer per chunk.
+    upload, task, claim = await ledger.get_upload_claiming_chunk(
         session, task_id, principal, chunk_index
     )
     _ensure_accepting(task)
@@ -236,7 +235,6 @@ async def upload_chunk(
     raw = not request.headers.get("content-type", "").startswith("multipart/")
     if raw and declared is not None and declared.isdigit() and int(declared) != expected:
         raise _size_mismatch(chunk_index, expected, int(declared))
-    claim = await ledger.claim_chunk(session, task_id, chunk_index, locked=locked)
     if claim == ledger.ChunkClaim.STORED:
         raise TaskdriveError(
             ErrorCode.CHUNK_ALREADY_UPLOADED, "chunk already uploaded", chunkIndex=chunk_index

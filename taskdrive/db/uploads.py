@@ -31,16 +31,18 @@ async def get_upload(
     return row[0], row[1]
 
 
-async def get_upload_locking_chunk(
+async def get_upload_claiming_chunk(
     session: AsyncSession, task_id: str, principal: Principal, index: int
-) -> tuple[Upload, Task, bool]:
-    """The upload and whether this transaction now holds chunk ``index``'s lock.
+) -> tuple[Upload, Task, ChunkClaim]:
+    """The upload, and chunk ``index`` claimed for this transaction if it is not stored yet.
 
-    One statement, as every chunk request starts with both (each statement is a round trip).
-    Whether the chunk is already stored is asked after the lock: see :func:`claim_chunk`."""
-    lock = func.pg_try_advisory_xact_lock(chunk_lock_key(task_id, index))
-    row = await _owned_upload(session, task_id, principal, lock)
-    return row[0], row[1], bool(row[2])
+    One statement, as every chunk request starts with both (under load each round trip waits
+    for a busy CPU). The claim is the chunk's transaction-scoped advisory lock, so a crashed
+    API process never leaves a chunk claimed; ``claim_upload_chunk`` (migration 0004) checks
+    the ledger after taking it."""
+    claim = func.claim_upload_chunk(task_id, index, chunk_lock_key(task_id, index))
+    row = await _owned_upload(session, task_id, principal, claim)
+    return row[0], row[1], ChunkClaim(row[2])
 
 
 async def _owned_upload(
@@ -70,25 +72,6 @@ class ChunkClaim(Enum):
     CLAIMED = "claimed"
     STORED = "stored"
     BUSY = "busy"
-
-
-async def claim_chunk(
-    session: AsyncSession, task_id: str, index: int, *, locked: bool
-) -> ChunkClaim:
-    """Checks the ledger for a chunk whose transaction-scoped lock was just tried (``locked``).
-
-    The lock dies with the transaction, so a crashed API process never leaves a chunk claimed.
-    The check is a statement of its own, after the lock's: its snapshot must postdate the
-    lock, or a chunk committed by the previous holder could go unseen and be written twice.
-    """
-    stored = await session.scalar(
-        select(UploadChunk.chunk_index).where(
-            UploadChunk.task_id == task_id, UploadChunk.chunk_index == index
-        )
-    )
-    if stored is not None:
-        return ChunkClaim.STORED
-    return ChunkClaim.CLAIMED if locked else ChunkClaim.BUSY
 
 
 @dataclass(frozen=True)
