@@ -35,7 +35,9 @@ class Services:
     _client_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
-        self.progress = ProgressReports(self.temporal)
+        self.progress = ProgressReports(
+            self.temporal, interval=self.settings.upload_progress_interval_seconds
+        )
 
     async def temporal(self) -> Client:
         """Connects on first use, so the API starts (and reports health) while Temporal is down."""

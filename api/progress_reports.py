@@ -4,7 +4,8 @@ A signal is a round trip to Temporal and a workflow task. Awaiting it made the c
 crossed a progress step answer later, and that lane of the client idle meanwhile. The
 progress a signal carries is only a report (the ledger in Postgres is the record, and the
 workflow keeps the furthest report it has seen), so it can travel in the background: one
-sender per upload, and reports that pile up while it is busy go as one, merged.
+sender per upload, at most one signal per ``interval`` (each costs the worker a workflow task
+and a projection write), and reports that pile up meanwhile go as one, merged.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ log = logging.getLogger("taskdrive.api.progress")
 
 
 class ProgressReports:
-    def __init__(self, temporal: Callable[[], Awaitable[Client]]) -> None:
+    def __init__(self, temporal: Callable[[], Awaitable[Client]], *, interval: float) -> None:
         self._temporal = temporal
+        self._interval = interval
         self._pending: dict[str, ChunkProgress] = {}
         self._senders: dict[str, asyncio.Task[None]] = {}
 
@@ -37,14 +39,23 @@ class ProgressReports:
             self._senders[task_id] = sender
             sender.add_done_callback(lambda _: self._senders.pop(task_id, None))
 
+    async def flush(self, task_id: str) -> None:
+        """Sends the report queued for ``task_id`` now, so that a pause or cancel asked through
+        the API finds the workflow's progress current (a task that ends keeps its last one)."""
+        progress = self._pending.pop(task_id, None)
+        if progress is not None:
+            await self._signal(task_id, progress)
+
     async def _send(self, task_id: str) -> None:
         while (progress := self._pending.pop(task_id, None)) is not None:
-            try:
-                await signal(
-                    await self._temporal(), task_id, SIGNAL_PROGRESS, progress, required=False
-                )
-            except TaskdriveError as exc:  # Temporal unreachable: the next report tries again
-                log.warning("progress of upload %s not reported: %s", task_id, exc.message)
+            await self._signal(task_id, progress)
+            await asyncio.sleep(self._interval)  # rate limit, not synchronization
+
+    async def _signal(self, task_id: str, progress: ChunkProgress) -> None:
+        try:
+            await signal(await self._temporal(), task_id, SIGNAL_PROGRESS, progress, required=False)
+        except TaskdriveError as exc:  # Temporal unreachable: the next report tries again
+            log.warning("progress of upload %s not reported: %s", task_id, exc.message)
 
     async def close(self) -> None:
         """Stops the senders; what they had not sent is dropped (it was only a report)."""

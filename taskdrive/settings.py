@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     upload_complete_wait_seconds: float = Field(
         default=30, ge=0, description="How long complete waits for assembly before answering 202."
     )
+    upload_progress_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="The API tells an upload's workflow of its progress at most this often.",
+    )
 
     # Worker
     activity_heartbeat_timeout_seconds: float = Field(default=30, gt=0)

@@ -232,6 +232,7 @@ async def _lifecycle(
         raise _not_now(task, f"a {current} task cannot be {verb}")
     await session.close()
     asked = LifecycleSignal(reason=f"{verb} through the API", by=str(principal.account_id))
+    await services.progress.flush(task_id)
     await signal(await services.temporal(), task_id, name, asked, required=True)
     return TaskOut.of(task)
 

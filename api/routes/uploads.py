@@ -261,8 +261,9 @@ async def upload_chunk(
     if after != before or totals.chunks_uploaded in (1, upload.chunks_count):
         # Progress steps only (every 5%, the first and the last chunk), as seed 000's
         # task.progress: the ledger holds every chunk, the workflow needs just enough to report
-        # progress and keep the upload alive, and each signal costs Temporal a workflow task.
-        # Sent in the background (api.progress_reports): the answer does not wait for it.
+        # progress and keep the upload alive, and each signal costs Temporal a workflow task
+        # and history events (so their number is bounded whatever the upload's length). Sent
+        # in the background, steps close together merged (api.progress_reports).
         progress = ChunkProgress(
             totals.chunks_uploaded,
             totals.bytes_uploaded,
@@ -367,6 +368,7 @@ async def cancel_upload(
     services.frontier.forget(task_id)
     client = await services.temporal()
     reason = LifecycleSignal(reason="cancelled by the owner", by=str(principal.account_id))
+    await services.progress.flush(task_id)
     await signal(client, task_id, SIGNAL_CANCEL, reason, required=True)
     outcome = await wait_result(
         client, task_id, TaskOutcome, services.settings.upload_complete_wait_seconds
