@@ -26,7 +26,8 @@ from api.schemas.uploads import (
 )
 from api.temporal_calls import signal, wait_result
 from taskdrive.db import uploads as ledger
-from taskdrive.db.models import File, Task, Upload
+from taskdrive.db.chunk_ledger import ChunkClaim, ChunkLedger, ChunkUpload
+from taskdrive.db.models import File, Upload
 from taskdrive.errors import ErrorCode, TaskdriveError
 from taskdrive.params import REDACTED, sealed_wire
 from taskdrive.pools import Pool, UploadNotFound, UploadTarget
@@ -49,15 +50,15 @@ PROGRESS_STEPS = 20  # task.progress every 5%
 TaskIdPath = Annotated[str, Path(max_length=64)]
 
 
-def _target(upload: Upload) -> UploadTarget:
+def _target(upload: Upload | ChunkUpload) -> UploadTarget:
     return UploadTarget(
         upload.storage_key, upload.multipart_upload_id, upload.file_size, upload.chunk_size
     )
 
 
-def _ensure_accepting(task: Task) -> None:
+def _ensure_accepting(status: str) -> None:
     """Chunks and complete are taken only while the upload is open."""
-    current = TaskStatus(task.status)
+    current = TaskStatus(status)
     if current == TaskStatus.PAUSED:
         raise TaskdriveError(
             ErrorCode.TASK_PAUSED, "the upload is paused; resume it first", status=current
@@ -213,47 +214,46 @@ async def upload_chunk(
     request: Request,
     principal: CurrentPrincipal,
     services: ServicesDep,
-    session: SessionDep,
 ) -> ChunkReceipt:
     """Store one chunk (raw body or multipart field ``chunk``); 200 once it is durable."""
-    # The claim lives as long as this transaction: one writer per chunk.
-    upload, task, claim = await ledger.get_upload_claiming_chunk(
-        session, task_id, principal, chunk_index
-    )
-    _ensure_accepting(task)
-    if not 0 <= chunk_index < upload.chunks_count:
-        raise TaskdriveError(
-            ErrorCode.CHUNK_INDEX_OUT_OF_RANGE,
-            f"chunk index must be between 0 and {upload.chunks_count - 1}",
-            chunkIndex=chunk_index,
-            chunksCount=upload.chunks_count,
-        )
-    target = _target(upload)
-    expected = target.chunk_length(chunk_index)
-    body = chunk_stream(request, max_bytes=services.settings.upload_max_chunk_size)
-    declared = request.headers.get("content-length")
-    raw = not request.headers.get("content-type", "").startswith("multipart/")
-    if raw and declared is not None and declared.isdigit() and int(declared) != expected:
-        raise _size_mismatch(chunk_index, expected, int(declared))
-    if claim == ledger.ChunkClaim.STORED:
-        raise TaskdriveError(
-            ErrorCode.CHUNK_ALREADY_UPLOADED, "chunk already uploaded", chunkIndex=chunk_index
-        )
-    if claim == ledger.ChunkClaim.BUSY:
-        raise TaskdriveError(
-            ErrorCode.CHUNK_IN_PROGRESS,
-            "this chunk is being uploaded by another request",
-            chunkIndex=chunk_index,
-        )
-    pool = services.pools.get(upload.pool_id)
-    try:
-        size = await pool.write_chunk(target, chunk_index, body)
-    except ValueError as exc:
-        raise _size_mismatch(chunk_index, expected, None, str(exc)) from exc
-    except UploadNotFound as exc:
-        raise TaskdriveError(ErrorCode.TASK_GONE, "the upload has ended", taskId=task_id) from exc
-    totals = await ledger.record_chunk(session, task_id, chunk_index, size)
-    await session.commit()
+    async with ChunkLedger.connect(services.engine) as chunks:
+        # The claim lives as long as this transaction: one writer per chunk.
+        upload, claim = await chunks.claim(task_id, chunk_index, principal)
+        _ensure_accepting(upload.status)
+        if not 0 <= chunk_index < upload.chunks_count:
+            raise TaskdriveError(
+                ErrorCode.CHUNK_INDEX_OUT_OF_RANGE,
+                f"chunk index must be between 0 and {upload.chunks_count - 1}",
+                chunkIndex=chunk_index,
+                chunksCount=upload.chunks_count,
+            )
+        target = _target(upload)
+        expected = target.chunk_length(chunk_index)
+        body = chunk_stream(request, max_bytes=services.settings.upload_max_chunk_size)
+        declared = request.headers.get("content-length")
+        raw = not request.headers.get("content-type", "").startswith("multipart/")
+        if raw and declared is not None and declared.isdigit() and int(declared) != expected:
+            raise _size_mismatch(chunk_index, expected, int(declared))
+        if claim == ChunkClaim.STORED:
+            raise TaskdriveError(
+                ErrorCode.CHUNK_ALREADY_UPLOADED, "chunk already uploaded", chunkIndex=chunk_index
+            )
+        if claim == ChunkClaim.BUSY:
+            raise TaskdriveError(
+                ErrorCode.CHUNK_IN_PROGRESS,
+                "this chunk is being uploaded by another request",
+                chunkIndex=chunk_index,
+            )
+        pool = services.pools.get(upload.pool_id)
+        try:
+            size = await pool.write_chunk(target, chunk_index, body)
+        except ValueError as exc:
+            raise _size_mismatch(chunk_index, expected, None, str(exc)) from exc
+        except UploadNotFound as exc:
+            raise TaskdriveError(
+                ErrorCode.TASK_GONE, "the upload has ended", taskId=task_id
+            ) from exc
+        totals = await chunks.record(task_id, chunk_index, size)
     services.frontier.chunk_stored(upload, pool, chunk_index)
 
     before = math.floor((totals.bytes_uploaded - size) / upload.file_size * PROGRESS_STEPS)
@@ -307,7 +307,7 @@ async def complete_upload(
     if current == TaskStatus.FAILED and task.error_code:
         code = ErrorCode.from_code(task.error_code) or ErrorCode.UPLOAD_FAILED
         raise TaskdriveError(code, task.error_message or "the upload failed", taskId=task_id)
-    _ensure_accepting(task)
+    _ensure_accepting(task.status)
     missing = await ledger.missing_indices(session, upload)
     if missing:
         raise TaskdriveError(

@@ -1,15 +1,13 @@
-"""Queries over upload sessions and their chunk ledger. They take a session and never commit."""
+"""Queries over upload sessions and their chunk ledger. They take a session and never commit.
+
+A chunk request's own claim and record are in :mod:`taskdrive.db.chunk_ledger`."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import Enum
-from typing import Any
+from datetime import timedelta
 
-from sqlalchemy import ColumnElement, and_, func, select, text
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskdrive.auth import Principal
@@ -27,30 +25,9 @@ def owned_by(principal: Principal) -> ColumnElement[bool]:
 async def get_upload(
     session: AsyncSession, task_id: str, principal: Principal
 ) -> tuple[Upload, Task]:
-    row = await _owned_upload(session, task_id, principal)
-    return row[0], row[1]
-
-
-async def get_upload_claiming_chunk(
-    session: AsyncSession, task_id: str, principal: Principal, index: int
-) -> tuple[Upload, Task, ChunkClaim]:
-    """The upload, and chunk ``index`` claimed for this transaction if it is not stored yet.
-
-    One statement, as every chunk request starts with both (under load each round trip waits
-    for a busy CPU). The claim is the chunk's transaction-scoped advisory lock, so a crashed
-    API process never leaves a chunk claimed; ``claim_upload_chunk`` (migration 0004) checks
-    the ledger after taking it."""
-    claim = func.claim_upload_chunk(task_id, index, chunk_lock_key(task_id, index))
-    row = await _owned_upload(session, task_id, principal, claim)
-    return row[0], row[1], ChunkClaim(row[2])
-
-
-async def _owned_upload(
-    session: AsyncSession, task_id: str, principal: Principal, *extra: ColumnElement[Any]
-) -> tuple[Any, ...]:
     row = (
         await session.execute(
-            select(Upload, Task, *extra)
+            select(Upload, Task)
             .join(Task, Task.task_id == Upload.task_id)
             .where(Upload.task_id == task_id, Task.deleted_at.is_(None), owned_by(principal))
         )
@@ -59,44 +36,7 @@ async def _owned_upload(
         raise TaskdriveError(
             ErrorCode.TASK_NOT_FOUND, f"upload task {task_id} not found", taskId=task_id
         )
-    return tuple(row)
-
-
-def chunk_lock_key(task_id: str, index: int) -> int:
-    """A 63-bit advisory lock key for one chunk of one upload."""
-    digest = hashlib.blake2b(f"{task_id}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
-
-
-class ChunkClaim(Enum):
-    CLAIMED = "claimed"
-    STORED = "stored"
-    BUSY = "busy"
-
-
-@dataclass(frozen=True)
-class LedgerTotals:
-    chunks_uploaded: int
-    bytes_uploaded: int
-    last_activity: datetime
-
-
-async def record_chunk(session: AsyncSession, task_id: str, index: int, size: int) -> LedgerTotals:
-    """Records a durable chunk and bumps the upload's totals; call with the chunk claimed."""
-    row = (
-        await session.execute(
-            text(
-                "WITH stored AS (INSERT INTO upload_chunks (task_id, chunk_index, size)"
-                " VALUES (:task_id, :index, :size) RETURNING size)"
-                " UPDATE uploads SET chunks_uploaded = chunks_uploaded + 1,"
-                " bytes_uploaded = bytes_uploaded + (SELECT size FROM stored),"
-                " last_activity = clock_timestamp() WHERE task_id = :task_id"
-                " RETURNING chunks_uploaded, bytes_uploaded, last_activity"
-            ),
-            {"task_id": task_id, "index": index, "size": size},
-        )
-    ).one()
-    return LedgerTotals(row[0], row[1], row[2])
+    return row[0], row[1]
 
 
 async def stored_indices(session: AsyncSession, task_id: str) -> list[int]:
