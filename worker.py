@@ -34,14 +34,25 @@ def type_activities() -> list[Callable[..., Any]]:
     return [fn for task_type in registry.TASK_TYPES.values() for fn in task_type.activities]
 
 
-# The sandbox imports a workflow's module afresh for every run, and everything it imports that
-# is not passed through. The framework the types build on (``workflows``: the lifecycle, its
-# signals and projection) is deterministic, stateless code: passed through, it is imported once
-# per process instead of once per task (compiled from source each time where bytecode is not
-# cached). A type's own module is still sandboxed, so its code is still checked on every run.
-SANDBOX = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
-)
+def workflow_runner(settings: Settings) -> SandboxedWorkflowRunner:
+    """Temporal's sandbox, with our own deterministic code passed through.
+
+    The sandbox imports a workflow's module afresh for every run, with everything it imports
+    that is not passed through. The framework the types build on (``workflows``: the lifecycle,
+    its signals and projection) is deterministic, stateless code: passed through, it is
+    imported once per process. The task types' modules (``tasktypes``) are passed through too
+    unless ``workflow_sandbox_task_types`` is set: re-importing a type for each run (its
+    classes, its parameters model, Temporal's checks of its workflow definition) was about half
+    of the worker's CPU for a small task (bench/tasks.py). Sandboxed, a type's workflow code is
+    checked on every run; the test suite runs every type that way, so a non-deterministic call
+    fails there rather than in a replay in production.
+    """
+    passthrough = ["workflows"]
+    if not settings.workflow_sandbox_task_types:
+        passthrough.append("tasktypes")
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough)
+    )
 
 
 def build_workers(
@@ -50,12 +61,13 @@ def build_workers(
     # Every category's queue runs every workflow and activity: a task created with another
     # category than its type's runs there, and its steps inherit the queue (and its limits).
     workflows = all_workflows()
+    runner = workflow_runner(settings)
     return [
         Worker(
             client,
             task_queue=settings.task_queue(category),
             workflows=workflows,
-            workflow_runner=SANDBOX,
+            workflow_runner=runner,
             activities=activities,
             max_concurrent_activities=settings.concurrency(category),
             # Heartbeats carry pause and cancel to a running step: send them at least every
