@@ -27,6 +27,7 @@ from psycopg import AsyncConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskdrive.auth import Principal
+from taskdrive.db.engine import driver_connection
 from taskdrive.errors import ErrorCode, TaskdriveError
 
 
@@ -95,9 +96,7 @@ class ChunkLedger:
     @asynccontextmanager
     async def connect(cls, engine: AsyncEngine) -> AsyncIterator[ChunkLedger]:
         async with engine.connect() as pooled:
-            driver = (await pooled.get_raw_connection()).driver_connection
-            assert isinstance(driver, AsyncConnection), "the engine's driver is psycopg"
-            yield cls(driver)
+            yield cls(await driver_connection(pooled))
 
     async def claim(
         self, task_id: str, index: int, principal: Principal

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from typing import Any
+
+from psycopg import AsyncConnection as DriverConnection
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 from taskdrive.settings import Settings
@@ -37,3 +45,15 @@ def make_engine(settings: Settings) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def driver_connection(connection: AsyncConnection | AsyncSession) -> DriverConnection[Any]:
+    """The psycopg connection under a SQLAlchemy connection or session (in its transaction).
+
+    For the hot paths that send their statements in psycopg's pipeline mode, several to a
+    round trip; SQLAlchemy still owns the connection, its pooling and its transaction."""
+    if isinstance(connection, AsyncSession):
+        connection = await connection.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert isinstance(driver, DriverConnection), "the engine's driver is psycopg"
+    return driver

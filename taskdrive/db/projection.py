@@ -10,16 +10,19 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskdrive.db.engine import driver_connection
 from taskdrive.projection import ProjectionWrite
 
 NOTIFY_CHANNEL = "taskdrive_tasks"
 
 
-# The row's upsert, the event and the NOTIFY in one statement (one round trip, no ORM): the
-# event is inserted only from the upsert's row, and the NOTIFY only from the event's, so a
-# write that lost to a newer one leaves no trace. Optional fields left NULL keep the row's.
-_APPLY = text(
-    """
+# The row's upsert, the event and the NOTIFY in one statement (no ORM): the event is inserted
+# only from the upsert's row, and the NOTIFY only from the event's, so a write that lost to a
+# newer one leaves no trace. Optional fields left NULL keep the row's. The event's from-status
+# is the row's before this statement, read after ``_LOCK`` (a statement of its own, so this
+# one's snapshot postdates the lock and no concurrent write slips between).
+_LOCK = "SELECT 1 FROM tasks WHERE task_id = %(task_id)s FOR UPDATE"
+_APPLY = """
     WITH upserted AS (
         INSERT INTO tasks (
             task_id, account_id, type, name, description, category, priority, parameters,
@@ -27,13 +30,13 @@ _APPLY = text(
             retry_count, max_retries, last_error,
             created_at, updated_at, last_activity, started_at, completed_at
         ) VALUES (
-            :task_id, :account_id, :type, :name, :description, :category, :priority,
-            CAST(:parameters AS jsonb),
-            :status, :progress, :status_message, :error_code, :error_message, :seq,
-            COALESCE(CAST(:results AS jsonb), '{}'::jsonb),
-            COALESCE(:retry_count, 0), COALESCE(:max_retries, 0), :last_error,
-            :at, :at, :at,
-            CASE WHEN :started THEN :at END, CASE WHEN :finished THEN :at END
+            %(task_id)s, %(account_id)s, %(type)s, %(name)s, %(description)s, %(category)s,
+            %(priority)s, %(parameters)s::jsonb,
+            %(status)s, %(progress)s, %(status_message)s, %(error_code)s, %(error_message)s,
+            %(seq)s, COALESCE(%(results)s::jsonb, '{}'::jsonb),
+            COALESCE(%(retry_count)s, 0), COALESCE(%(max_retries)s, 0), %(last_error)s,
+            %(at)s, %(at)s, %(at)s,
+            CASE WHEN %(started)s THEN %(at)s END, CASE WHEN %(finished)s THEN %(at)s END
         )
         ON CONFLICT (task_id) DO UPDATE SET
             status = excluded.status,
@@ -44,13 +47,13 @@ _APPLY = text(
             seq = excluded.seq,
             updated_at = excluded.updated_at,
             last_activity = excluded.last_activity,
-            results = COALESCE(CAST(:results AS jsonb), tasks.results),
-            retry_count = COALESCE(:retry_count, tasks.retry_count),
-            max_retries = COALESCE(:max_retries, tasks.max_retries),
-            last_error = COALESCE(:last_error, tasks.last_error),
-            started_at = CASE WHEN :started
+            results = COALESCE(%(results)s::jsonb, tasks.results),
+            retry_count = COALESCE(%(retry_count)s, tasks.retry_count),
+            max_retries = COALESCE(%(max_retries)s, tasks.max_retries),
+            last_error = COALESCE(%(last_error)s, tasks.last_error),
+            started_at = CASE WHEN %(started)s
                 THEN COALESCE(tasks.started_at, excluded.started_at) ELSE tasks.started_at END,
-            completed_at = CASE WHEN :finished
+            completed_at = CASE WHEN %(finished)s
                 THEN excluded.completed_at ELSE tasks.completed_at END
         WHERE tasks.seq < excluded.seq
         RETURNING 1
@@ -58,61 +61,59 @@ _APPLY = text(
         INSERT INTO task_events (
             task_id, seq, event_type, from_status, to_status, reason, actor, data, occurred_at
         )
-        SELECT :task_id, :seq, :event_type, :previous, :status, :reason, :actor,
-            CAST(:data AS jsonb), :at
+        SELECT %(task_id)s, %(seq)s, %(event_type)s,
+            (SELECT status FROM tasks WHERE task_id = %(task_id)s),
+            %(status)s, %(reason)s, %(actor)s, %(data)s::jsonb, %(at)s
         FROM upserted
         RETURNING 1
     )
-    SELECT pg_notify(:channel, :body) FROM event
-    """
-)
+    SELECT pg_notify(%(channel)s, %(body)s) FROM event
+"""
 
 
 async def apply_projection(session: AsyncSession, write: ProjectionWrite) -> bool:
     """Applies ``write`` in the session's transaction; returns False when a newer write won.
 
-    The caller commits. The event and the notification go out only if the row changed.
+    The caller commits. The event and the notification go out only if the row changed. The
+    lock and the write go in one round trip (psycopg's pipeline mode): every task makes
+    several of these, and the worker's CPU per task is what bounds tasks per second.
     """
     header = write.header
-    # Locked first, so the event's from-status is the one this write replaces.
-    previous = await session.scalar(
-        text("SELECT status FROM tasks WHERE task_id = :task_id FOR UPDATE"),
-        {"task_id": header.task_id},
-    )
-    applied = await session.execute(
-        _APPLY,
-        {
-            "task_id": header.task_id,
-            "account_id": uuid.UUID(header.account_id),
-            "type": header.type,
-            "name": header.name,
-            "description": header.description,
-            "category": header.category,
-            "priority": header.priority,
-            "parameters": json.dumps(header.parameters),
-            "status": write.status,
-            "progress": write.progress,
-            "status_message": write.status_message,
-            "error_code": write.error_code,
-            "error_message": write.error_message,
-            "seq": write.seq,
-            "results": json.dumps(write.results) if write.results is not None else None,
-            "retry_count": write.retry_count,
-            "max_retries": write.max_retries,
-            "last_error": write.last_error,
-            "at": datetime.fromisoformat(write.occurred_at),
-            "started": write.started,
-            "finished": write.finished,
-            "event_type": write.event_type,
-            "previous": previous,
-            "reason": write.reason,
-            "actor": write.actor,
-            "data": json.dumps(write.data),
-            "channel": NOTIFY_CHANNEL,
-            "body": notification(write),
-        },
-    )
-    return applied.first() is not None
+    params = {
+        "task_id": header.task_id,
+        "account_id": uuid.UUID(header.account_id),
+        "type": header.type,
+        "name": header.name,
+        "description": header.description,
+        "category": header.category,
+        "priority": header.priority,
+        "parameters": json.dumps(header.parameters),
+        "status": write.status,
+        "progress": write.progress,
+        "status_message": write.status_message,
+        "error_code": write.error_code,
+        "error_message": write.error_message,
+        "seq": write.seq,
+        "results": json.dumps(write.results) if write.results is not None else None,
+        "retry_count": write.retry_count,
+        "max_retries": write.max_retries,
+        "last_error": write.last_error,
+        "at": datetime.fromisoformat(write.occurred_at),
+        "started": write.started,
+        "finished": write.finished,
+        "event_type": write.event_type,
+        "reason": write.reason,
+        "actor": write.actor,
+        "data": json.dumps(write.data),
+        "channel": NOTIFY_CHANNEL,
+        "body": notification(write),
+    }
+    connection = await driver_connection(session)
+    async with connection.pipeline(), connection.cursor() as cursor:
+        await cursor.execute(_LOCK, params)
+        await cursor.execute(_APPLY, params)
+        applied = await cursor.fetchone()
+    return applied is not None
 
 
 def notification(write: ProjectionWrite) -> str:
