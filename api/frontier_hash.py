@@ -27,11 +27,11 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from taskdrive.db.chunk_ledger import ChunkUpload
 from taskdrive.db.models import Upload, UploadChunk
 from taskdrive.pools import Pool
 from taskdrive.pools.base import LocalFiles
@@ -50,21 +50,6 @@ class _Frontier:
     wanted: int = 0  # bumped by every stored chunk; the pass runs until it stops moving
 
 
-class UploadShape(Protocol):
-    """What the frontier needs of an upload (an ``Upload`` row or a chunk request's view)."""
-
-    @property
-    def task_id(self) -> str: ...
-    @property
-    def storage_key(self) -> str: ...
-    @property
-    def file_size(self) -> int: ...
-    @property
-    def chunk_size(self) -> int: ...
-    @property
-    def chunks_count(self) -> int: ...
-
-
 @dataclass(frozen=True)
 class _Shape:
     task_id: str
@@ -74,7 +59,7 @@ class _Shape:
     chunks_count: int
 
     @classmethod
-    def of(cls, upload: UploadShape) -> _Shape:
+    def of(cls, upload: Upload | ChunkUpload) -> _Shape:
         return cls(
             upload.task_id,
             upload.storage_key,
@@ -95,7 +80,7 @@ class FrontierHasher:
         self._frontiers: OrderedDict[str, _Frontier] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
 
-    def chunk_stored(self, upload: UploadShape, pool: Pool, index: int) -> None:
+    def chunk_stored(self, upload: Upload | ChunkUpload, pool: Pool, index: int) -> None:
         """Advances the upload's frontier in the background; the chunk's answer does not wait.
 
         Call once chunk ``index`` is durable and its ledger row committed."""
@@ -106,7 +91,7 @@ class FrontierHasher:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def settle(self, upload: UploadShape, pool: Pool) -> None:
+    async def settle(self, upload: Upload | ChunkUpload, pool: Pool) -> None:
         """Waits for the pass in flight, learns from the ledger the chunks other processes
         stored, and takes in whatever continues the frontier; called before complete."""
         if isinstance(pool, LocalFiles) and upload.task_id in self._frontiers:
