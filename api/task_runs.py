@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
@@ -118,8 +117,8 @@ async def create_task(
         parameters=public,
     )
     max_retries = body.max_retries if body.max_retries is not None else task_type.retry.max_retries
-    created = await record_created(session, header, max_retries, principal)
-    if not created:  # the key's task exists (perhaps committed a moment ago by a twin request)
+    task = await record_created(session, header, max_retries, principal, request_digest=digest)
+    if task is None:  # the key's task exists (perhaps committed a moment ago by a twin request)
         existing = await session.get(Task, task_id, populate_existing=True)
         assert existing is not None
         if existing.request_digest != digest:
@@ -133,7 +132,6 @@ async def create_task(
         # Here, not before the row is written: a replay under its key answers with its task
         # whatever the account's data has become since. Raising rolls the row back.
         await task_type.validate_create(session, principal.account_id, model)
-    await session.execute(update(Task).where(Task.task_id == task_id).values(request_digest=digest))
     inp = TaskInput(
         header=header,
         params=wire,
@@ -142,27 +140,57 @@ async def create_task(
     )
     await start(services, await services.temporal(), inp, conflict_ok=idempotency_key is not None)
     await session.commit()
-    task = await session.get(Task, task_id, populate_existing=True)
-    assert task is not None
     return task, True
 
 
 async def record_created(
-    session: AsyncSession, header: TaskHeader, max_retries: int, principal: Principal
-) -> bool:
+    session: AsyncSession,
+    header: TaskHeader,
+    max_retries: int,
+    principal: Principal,
+    *,
+    request_digest: str | None = None,
+) -> Task | None:
     """The new task's row, Pending, with its ``task.created`` event (the workflow's writes come
-    after it); False when a row with that id exists already."""
-    return await apply_projection(
-        session,
-        ProjectionWrite(
-            header=header,
-            seq=0,
-            status=TaskStatus.PENDING,
-            event_type="task.created",
-            occurred_at=datetime.now(UTC).isoformat(),
-            max_retries=max_retries,
-            actor=str(principal.account_id),
-        ),
+    after it). Returns the row as written, so the create can answer without reading it back,
+    or None when a row with that id exists already."""
+    write = ProjectionWrite(
+        header=header,
+        seq=0,
+        status=TaskStatus.PENDING,
+        event_type="task.created",
+        occurred_at=datetime.now(UTC).isoformat(),
+        max_retries=max_retries,
+        actor=str(principal.account_id),
+    )
+    if not await apply_projection(session, write, request_digest=request_digest):
+        return None
+    at = datetime.fromisoformat(write.occurred_at)
+    return Task(  # what the upsert's INSERT branch stores for this write
+        task_id=header.task_id,
+        account_id=uuid.UUID(header.account_id),
+        type=header.type,
+        name=header.name,
+        description=header.description,
+        category=header.category,
+        priority=header.priority,
+        parameters=header.parameters,
+        status=write.status,
+        progress=write.progress,
+        status_message=None,
+        results={},
+        error_code=None,
+        error_message=None,
+        last_error=None,
+        retry_count=0,
+        max_retries=max_retries,
+        seq=write.seq,
+        request_digest=request_digest,
+        created_at=at,
+        updated_at=at,
+        last_activity=at,
+        started_at=None,
+        completed_at=None,
     )
 
 

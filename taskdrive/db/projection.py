@@ -27,7 +27,7 @@ _APPLY = """
         INSERT INTO tasks (
             task_id, account_id, type, name, description, category, priority, parameters,
             status, progress, status_message, error_code, error_message, seq, results,
-            retry_count, max_retries, last_error,
+            retry_count, max_retries, last_error, request_digest,
             created_at, updated_at, last_activity, started_at, completed_at
         ) VALUES (
             %(task_id)s, %(account_id)s, %(type)s, %(name)s, %(description)s, %(category)s,
@@ -35,7 +35,7 @@ _APPLY = """
             %(status)s, %(progress)s, %(status_message)s, %(error_code)s, %(error_message)s,
             %(seq)s, COALESCE(%(results)s::jsonb, '{}'::jsonb),
             COALESCE(%(retry_count)s, 0), COALESCE(%(max_retries)s, 0), %(last_error)s,
-            %(at)s, %(at)s, %(at)s,
+            %(request_digest)s, %(at)s, %(at)s, %(at)s,
             CASE WHEN %(started)s THEN %(at)s END, CASE WHEN %(finished)s THEN %(at)s END
         )
         ON CONFLICT (task_id) DO UPDATE SET
@@ -71,9 +71,12 @@ _APPLY = """
 """
 
 
-async def apply_projection(session: AsyncSession, write: ProjectionWrite) -> bool:
+async def apply_projection(
+    session: AsyncSession, write: ProjectionWrite, *, request_digest: str | None = None
+) -> bool:
     """Applies ``write`` in the session's transaction; returns False when a newer write won.
 
+    ``request_digest`` goes into a row this write creates (an idempotent create's request).
     The caller commits. The event and the notification go out only if the row changed. The
     lock and the write go in one round trip (psycopg's pipeline mode): every task makes
     several of these, and the worker's CPU per task is what bounds tasks per second.
@@ -98,6 +101,7 @@ async def apply_projection(session: AsyncSession, write: ProjectionWrite) -> boo
         "retry_count": write.retry_count,
         "max_retries": write.max_retries,
         "last_error": write.last_error,
+        "request_digest": request_digest,
         "at": datetime.fromisoformat(write.occurred_at),
         "started": write.started,
         "finished": write.finished,

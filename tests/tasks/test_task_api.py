@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import datetime
 
 import httpx
 
@@ -34,6 +35,10 @@ async def test_a_task_runs_to_completed_with_results_logs_and_an_audit_trail(
 
     task = await wait_task(api, headers, created["taskId"], "Completed")
     assert task["progress"] == 100.0
+    # The create's answer is the row as stored: what it fixed reads back the same.
+    for fixed in ("name", "description", "type", "parameters", "priority", "category"):
+        assert task[fixed] == created[fixed], fixed
+    assert datetime.fromisoformat(task["createdAt"]) == datetime.fromisoformat(created["createdAt"])
     assert task["results"] == {
         "algorithm": "md5",
         "digests": {f["id"]: hashlib.md5(d).hexdigest() for f, d in zip(files, data, strict=True)},
@@ -103,6 +108,9 @@ async def test_the_same_idempotency_key_gives_the_same_task(
     assert first.status_code == 201, first.text
     assert again.status_code == 200, again.text
     assert again.json()["taskId"] == first.json()["taskId"]
+    assert datetime.fromisoformat(again.json()["createdAt"]) == datetime.fromisoformat(
+        first.json()["createdAt"]
+    )
     listed = await api.get("/api/tasks", params={"type": "FileChecksum"}, headers=headers)
     assert listed.headers["X-Total"] == "1"
 
