@@ -1,0 +1,36 @@
+"""Histories recorded by earlier versions of the task workflows still replay.
+
+A task in flight when the worker is upgraded continues on the new code from its history, so
+every change to what a workflow commands must keep old histories replaying (``workflow.
+patched``). ``histories/`` holds histories recorded before such changes: a NoOp task, a
+FileChecksum paused and resumed, one retried after a transient failure, an upload paused and
+resumed, and an upload cancelled. Record one with ``WorkflowHandle.fetch_history()`` and
+``WorkflowHistory.to_json()`` before changing what a workflow commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from worker import all_workflows
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
+async def test_a_recorded_history_replays(path: Path) -> None:
+    recorded = json.loads(path.read_text())
+    workflow_id = f"recorded-{path.stem}"
+    history = WorkflowHistory.from_json(workflow_id, recorded)
+    replayer = Replayer(workflows=all_workflows())
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+
+
+def test_there_are_recorded_histories() -> None:
+    assert len(HISTORIES) >= 5
