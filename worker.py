@@ -84,7 +84,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     sessions = make_sessionmaker(engine)
     pools = PoolRegistry.from_settings(settings)
     projection = ProjectionActivities(sessions)
-    activities: list[Callable[..., Any]] = [projection.project_task, *type_activities()]
+    activities: list[Callable[..., Any]] = [*projection.all(), *type_activities()]
     task_logs = TaskLogSink(sessions)
     task_logs.start()
     activity_logger = logging.getLogger("temporalio.activity")

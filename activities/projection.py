@@ -1,11 +1,17 @@
-"""The projection activity: workers are the only writers of task state after create."""
+"""The projection activities: workers are the only writers of task state after create.
+
+Local activities of the task workflows (``workflows.projector``); steps apply the writes they
+carry with the same ``apply_writes``."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from taskdrive.db.projection import apply_projection
+from taskdrive.db.projection import apply_writes
 from taskdrive.projection import ProjectionWrite
 
 
@@ -13,8 +19,15 @@ class ProjectionActivities:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.project_task, self.project_task_writes]
+
+    @activity.defn(name="project_task_writes")
+    async def project_task_writes(self, writes: list[ProjectionWrite]) -> None:
+        """Applies ``writes`` in order, in one transaction; those a newer write beat are no-ops."""
+        await apply_writes(self._sessions, writes)
+
     @activity.defn(name="project_task")
     async def project_task(self, write: ProjectionWrite) -> bool:
-        """Applies one write; False means a newer write was already there (a harmless retry)."""
-        async with self._sessions.begin() as session:
-            return await apply_projection(session, write)
+        """One write, as histories recorded before writes rode with steps ask for it."""
+        return await apply_writes(self._sessions, [write])

@@ -14,6 +14,9 @@ A type's activity is ``async def my_step(request: StepRequest) -> StepResult`` w
 - **Errors the workflow can count.** Any exception becomes a non-retryable ApplicationError
   carrying the checkpoint; the workflow retries the step per the type's retry rules (and
   counts it), continuing from that checkpoint. ``StepFailed(permanent=True)`` is not retried.
+- **The task's projection on the way.** The workflow's pending projection writes come with
+  the request and are applied before the work; a final step's Completed write after it
+  (``workflows.projector``).
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.runtime import Runtime, current
-from taskdrive.db.projection import apply_progress
+from taskdrive.db.projection import apply_progress, apply_writes
 from taskdrive.errors import ErrorCode
+from taskdrive.projection import ProjectionWrite
 from taskdrive.secrets import unseal
 from taskdrive.tasks import StepRequest, StepResult
 
@@ -100,12 +106,17 @@ class StepContext:
 async def run_step(
     request: StepRequest, work: Callable[[StepContext], Awaitable[dict[str, Any]]]
 ) -> StepResult:
-    ctx = StepContext(request, current())
+    runtime = current()
+    # The workflow's writes that came with the step, before the work: a failure here is
+    # Temporal's to retry (the work has not started), like the local activity's would be.
+    await apply_writes(runtime.sessions, request.projection)
+    ctx = StepContext(request, runtime)
     job = asyncio.create_task(_guarded(ctx, work))
     try:
         while True:
             try:
-                return await asyncio.shield(job)
+                result = await asyncio.shield(job)
+                break
             except asyncio.CancelledError:
                 if job.done():
                     raise
@@ -114,6 +125,21 @@ async def run_step(
     finally:
         if ctx.runtime.task_logs is not None:
             await ctx.runtime.task_logs.flush_now()  # the step's logs are in before its answer
+    if result.done and request.completion is not None:
+        result.completed = await _complete(ctx, request.completion, result.results)
+    return result
+
+
+async def _complete(ctx: StepContext, completion: ProjectionWrite, results: dict[str, Any]) -> bool:
+    """A final step's Completed write, with its results and the time the work ended. The work
+    is done whatever happens here: on failure the workflow sends the write itself."""
+    write = replace(completion, results=results, occurred_at=datetime.now(UTC).isoformat())
+    try:
+        await apply_writes(ctx.runtime.sessions, [write])
+    except Exception as exc:
+        ctx.log.warning("the task's completion is left to the workflow: %s", exc)
+        return False
+    return True
 
 
 async def _guarded(

@@ -9,7 +9,7 @@ resolves these dataclasses' field types at runtime, inside the workflow sandbox.
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskdrive.projection import TaskHeader
+from taskdrive.projection import ProjectionWrite, TaskHeader
 
 # Signal and query names: the API and every task workflow meet on these strings.
 SIGNAL_PAUSE = "pause"
@@ -97,6 +97,11 @@ class StepRequest:
     checkpoint: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     """Whatever the workflow passes on from earlier steps."""
+    projection: list[ProjectionWrite] = field(default_factory=list)
+    """The workflow's projection writes not yet applied: the step applies them before its work
+    (``workflows.projector``)."""
+    completion: ProjectionWrite | None = None
+    """A final step's Completed write: applied, with the step's results, once its work is done."""
 
 
 @dataclass
@@ -108,3 +113,5 @@ class StepResult:
     checkpoint: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     progress: float | None = None
+    completed: bool = False
+    """The request's ``completion`` is in the projection."""

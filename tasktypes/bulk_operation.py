@@ -183,7 +183,7 @@ class BulkOperationWorkflow(TaskWorkflow[BulkOperationParams]):
         return await super().run(inp)
 
     async def execute(self) -> dict[str, Any]:
-        return await self.step(items_step)
+        return await self.step(items_step, final=True)
 
 
 BULK_OPERATION = register(

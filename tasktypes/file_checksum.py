@@ -63,7 +63,7 @@ class FileChecksumWorkflow(TaskWorkflow[FileChecksumParams]):
         return await super().run(inp)
 
     async def execute(self) -> dict[str, Any]:
-        return await self.step(hash_files)
+        return await self.step(hash_files, final=True)
 
 
 FILE_CHECKSUM = register(

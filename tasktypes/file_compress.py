@@ -222,7 +222,7 @@ class FileCompressWorkflow(TaskWorkflow[FileCompressParams]):
     async def execute(self) -> dict[str, Any]:
         if "output" not in self.state:  # planned once, even across continue-as-new
             self.state["output"] = await self.step(plan_step)
-        return await self.step(compress_step, data=self.state["output"])
+        return await self.step(compress_step, data=self.state["output"], final=True)
 
     async def cleanup(self) -> None:
         # The archive appears whole or not at all, but a failure while recording it (or a

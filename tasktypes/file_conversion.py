@@ -175,7 +175,7 @@ class FileConversionWorkflow(TaskWorkflow[FileConversionParams]):
         return await super().run(inp)
 
     async def execute(self) -> dict[str, Any]:
-        return await self.step(convert)
+        return await self.step(convert, final=True)
 
 
 FILE_CONVERSION = register(

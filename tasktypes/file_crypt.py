@@ -167,7 +167,7 @@ class _RewriteWorkflow(TaskWorkflow[Any]):
     step_name: ClassVar[str]
 
     async def execute(self) -> dict[str, Any]:
-        return await self.step(self.step_name)
+        return await self.step(self.step_name, final=True)
 
 
 @workflow.defn(name="FileEncrypt")

@@ -219,7 +219,7 @@ class FileDecompressWorkflow(TaskWorkflow[FileDecompressParams]):
 
     async def execute(self) -> dict[str, Any]:
         self.state["extracting"] = True
-        return await self.step(extract_step)
+        return await self.step(extract_step, final=True)
 
     async def cleanup(self) -> None:
         # The step removes what it wrote whenever it stops or fails, and says so in its

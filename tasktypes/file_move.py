@@ -55,7 +55,7 @@ class FileMoveWorkflow(TaskWorkflow[FileMoveParams]):
         return await super().run(inp)
 
     async def execute(self) -> dict[str, Any]:
-        return await self.step(move_step)
+        return await self.step(move_step, final=True)
 
 
 FILE_MOVE = register(

@@ -98,10 +98,11 @@ class FileUploadWorkflow(TaskWorkflow[FileUploadParams]):
     async def execute(self) -> dict[str, Any]:
         await self._receive()
         await self.checkpoint(message="Assembling and verifying")
-        results = await self.step(assemble_upload)
-        if self.params.encrypt_password is not None:
+        encrypt = self.params.encrypt_password is not None
+        results = await self.step(assemble_upload, final=not encrypt)
+        if encrypt:
             await self.checkpoint(message="Encrypting")
-            results = await self.step(encrypt_upload)
+            results = await self.step(encrypt_upload, final=True)
         return results
 
     async def cleanup(self) -> None:

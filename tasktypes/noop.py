@@ -41,7 +41,7 @@ class NoOpWorkflow(TaskWorkflow[NoOpParams]):
         return await super().run(inp)
 
     async def execute(self) -> dict[str, Any]:
-        return await self.step(nothing)
+        return await self.step(nothing, final=True)
 
 
 NO_OP = register(

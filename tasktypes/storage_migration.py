@@ -101,7 +101,7 @@ class StorageMigrationWorkflow(TaskWorkflow[StorageMigrationParams]):
         return await super().run(inp)
 
     async def execute(self) -> dict[str, Any]:
-        return await self.step(migrate_step)
+        return await self.step(migrate_step, final=True)
 
 
 STORAGE_MIGRATION = register(

@@ -9,6 +9,7 @@ why) and mirrored in the Web UI's status attribute; the pause, resume and cancel
 (``workflows.interrupts``) and the progress query; steps that stop at their next checkpoint on
 pause or cancel and continue from it on resume; retries per the type's rules, counted on the
 task with the last error; ``cleanup`` of partial output; continue-as-new when history grows.
+The task's state and its projection are the layer below (``workflows.projected``).
 """
 
 from __future__ import annotations
@@ -29,17 +30,15 @@ with workflow.unsafe.imports_passed_through():
     from taskdrive import registry
     from taskdrive.statuses import TaskStatus
     from taskdrive.tasks import (
-        QUERY_PROGRESS,
         LifecycleSignal,
         StepRequest,
         StepResult,
         TaskInput,
         TaskOutcome,
-        TaskState,
-        TaskView,
     )
     from workflows.cancellation import run_cancellable
-    from workflows.interrupts import Cancelled, Interrupts, TaskExpired
+    from workflows.interrupts import Cancelled, TaskExpired
+    from workflows.projected import ProjectedTask
     from workflows.projector import Projector
 
 P = TypeVar("P", bound=BaseModel)
@@ -64,17 +63,12 @@ class _Failed(Exception):
         self.message = message
 
 
-class TaskWorkflow(Interrupts, Generic[P]):
+class TaskWorkflow(ProjectedTask, Generic[P]):
     """Base class of task workflows; ``P`` is the type's parameters model."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._inp: TaskInput | None = None
         self._params: P | None = None
-        self._state = TaskState()
-        self._message: str | None = None
-        self._projector: Projector | None = None
-        self._projected_progress = -1.0
         self._resumed_at: datetime | None = None
 
     # --- what a type implements -------------------------------------------------------------
@@ -99,31 +93,9 @@ class TaskWorkflow(Interrupts, Generic[P]):
         return self._params
 
     @property
-    def input_ready(self) -> bool:
-        """False only in signal handlers run before ``run`` (signals in the first workflow task
-        are handled first): ``task_input``, ``params`` and ``state`` are not there yet."""
-        return self._inp is not None
-
-    @property
-    def task_input(self) -> TaskInput:
-        assert self._inp is not None, "run() sets the input first"
-        return self._inp
-
-    @property
-    def state(self) -> dict[str, Any]:
-        """The type's own workflow state, carried across continue-as-new (JSON values)."""
-        state: dict[str, Any] = self._state.checkpoint.setdefault("workflow", {})
-        return state
-
-    @property
     def resumed_at(self) -> datetime | None:
         """When this run last came back from a pause (None: it has not been paused)."""
         return self._resumed_at
-
-    @property
-    def checkpoints(self) -> dict[str, Any]:
-        """Each unfinished step's last checkpoint, by step key."""
-        return {k: v for k, v in self._state.checkpoint.items() if k != "workflow"}
 
     async def cleanup_step(self, activity: Step, data: dict[str, Any] | None = None) -> None:
         """Runs a removal step from ``cleanup``, once, to its end. Unlike ``step`` it runs
@@ -150,20 +122,31 @@ class TaskWorkflow(Interrupts, Generic[P]):
         key: str | None = None,
         data: dict[str, Any] | None = None,
         start_to_close: timedelta = timedelta(hours=12),
+        final: bool = False,
     ) -> dict[str, Any]:
         """Runs one activity step to the end, through pauses, resumes and retries; returns
         its results. ``key`` names the step's checkpoint (the activity's name by default;
-        give one per item when the same activity runs for several)."""
+        give one per item when the same activity runs for several).
+
+        ``final``: the step's results are the task's, as in ``return await self.step(x,
+        final=True)``; its activity then projects the task Completed as soon as the work is
+        done, which spares the workflow that write. Nothing may follow a final step."""
+        if self._final_results is not None:
+            raise RuntimeError("a final step has completed the task: nothing may follow it")
         inp = self.task_input
+        projector = self._require_projector()
         name = key or _activity_name(activity)
         while True:
             await self.checkpoint()
+            carried = projector.carry()
             request = StepRequest(
                 task_id=inp.header.task_id,
                 account_id=inp.header.account_id,
                 params=inp.params,
                 checkpoint=self._state.checkpoint.get(name, {}),
                 data=data or {},
+                projection=carried,
+                completion=self._reserve_completion() if final else None,
             )
             handle = workflow.start_activity(
                 activity,  # type: ignore[arg-type]  # a Step or its name; both are accepted
@@ -182,12 +165,15 @@ class TaskWorkflow(Interrupts, Generic[P]):
             except ActivityError as err:
                 await self._step_failed(name, err)
                 continue
+            projector.confirm(carried)
             self._state.checkpoint[name] = result.checkpoint
             if result.progress is not None:
                 self._state.progress = result.progress
             if result.done:
                 self._state.checkpoint.pop(name, None)
                 results: dict[str, Any] = result.results
+                if result.completed:
+                    self._final_results = results
                 return results
 
     async def checkpoint(
@@ -224,6 +210,7 @@ class TaskWorkflow(Interrupts, Generic[P]):
             and self._cancel is None
         ):
             await workflow.wait_condition(workflow.all_handlers_finished)
+            await self._require_projector().flush()
             self._state.seq = self._require_projector().seq
             self._state.status = self._status
             workflow.continue_as_new(
@@ -283,7 +270,10 @@ class TaskWorkflow(Interrupts, Generic[P]):
         self._status = TaskStatus.COMPLETED
         self._state.progress = 100.0
         self._message = None
-        await self._write("task.completed", finished=True, results=results)
+        if self._final_results is not None and self._final_results == results:
+            Projector.mark_status(self._status)  # the final step projected Completed
+        else:
+            await self._write("task.completed", finished=True, results=results)
         return TaskOutcome(status=TaskStatus.COMPLETED, results=results)
 
     async def _step_failed(self, name: str, err: ActivityError) -> None:
@@ -335,57 +325,6 @@ class TaskWorkflow(Interrupts, Generic[P]):
             await self.cleanup()
         except ActivityError as err:
             workflow.logger.warning("cleanup of task %s failed: %s", self.task_input.header, err)
-
-    async def _transition(
-        self,
-        status: TaskStatus,
-        event: str,
-        asked: LifecycleSignal | None = None,
-        *,
-        started: bool = False,
-    ) -> None:
-        self._status = status
-        await self._write(
-            event,
-            started=started,
-            reason=asked.reason if asked else None,
-            actor=asked.by if asked else None,
-        )
-
-    async def _write(self, event: str, **fields: Any) -> None:
-        projector = self._require_projector()
-        self._projected_progress = self._state.progress
-        fields.setdefault("status_message", self._message)
-        await projector.write(
-            self._status,
-            event,
-            progress=self._state.progress,
-            retry_count=self._state.retry_count,
-            max_retries=self.task_input.retry.max_retries,
-            **fields,
-        )
-        self._state.seq = projector.seq
-        if event != "task.progress":
-            Projector.mark_status(self._status)
-
-    def _require_projector(self) -> Projector:
-        assert self._projector is not None, "run() creates the projector first"
-        return self._projector
-
-    # --- the query (the signals are ``Interrupts``') -----------------------------------------
-
-    @workflow.query(name=QUERY_PROGRESS)
-    def progress(self) -> TaskView:
-        inp = self.task_input
-        return TaskView(
-            task_id=inp.header.task_id,
-            type=inp.header.type,
-            status=self._status,
-            progress=self._state.progress,
-            status_message=self._message,
-            retry_count=self._state.retry_count,
-            checkpoint=self._state.checkpoint,
-        )
 
 
 def _activity_name(activity: Step | str) -> str:

@@ -1,7 +1,29 @@
-"""Writes a workflow's task state into the Postgres projection through the projection activity."""
+"""Delivers a workflow's task state to the Postgres projection.
+
+Every write is numbered (the projection applies a write only above the row's number, so a
+write delivered twice or late never moves a task backwards) and delivered in one of two ways:
+
+* **with the next step.** A step the workflow starts in the same workflow task carries the
+  writes not yet applied, and its activity applies them before its work. Most transitions
+  (started, resumed, a status message, a retry) come right before a step, and this spares
+  each a local activity: an activity dispatch, an activation and a history marker apiece,
+  which is most of what a small task costs the worker.
+* **by a local activity**, when the workflow waits on anything else first (a signal, a timer,
+  the end of the task): a flusher started with the write runs once the workflow's code has
+  yielded, and sends whatever no step took. Terminal writes are sent and awaited at once.
+
+A write stays *unconfirmed* until its step answers or its local activity returns, and every
+delivery re-sends the unconfirmed ones: a step that never ran (cancelled while queued) or
+failed loses nothing. A final step may also apply the task's Completed write itself
+(``reserve``).
+
+Histories recorded before writes rode with steps replay the old way: one local activity per
+write, awaited where it is made (``_CARRY_PATCH``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -12,11 +34,14 @@ with workflow.unsafe.imports_passed_through():
     from taskdrive.projection import ProjectionWrite, TaskHeader
     from taskdrive.temporal import SA_STATUS
 
-PROJECT_ACTIVITY = "project_task"
+PROJECT_ACTIVITY = "project_task"  # one write; histories before _CARRY_PATCH
+PROJECT_WRITES_ACTIVITY = "project_task_writes"  # several, in one transaction
 _LOCAL_PATCH = "projection-local-activity"
+_CARRY_PATCH = "projection-carried-by-steps"
 
 # The projection must catch up however long Postgres is away: retry forever, backing off.
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+_TIMEOUT = timedelta(seconds=30)
 
 
 class Projector:
@@ -25,10 +50,77 @@ class Projector:
     def __init__(self, header: TaskHeader, seq: int) -> None:
         self.header = header
         self.seq = seq
+        self._unconfirmed: list[ProjectionWrite] = []
+        self._carried = 0  # the highest seq handed to a step
+        self._flusher: asyncio.Task[None] | None = None
 
-    async def write(self, status: str, event_type: str, **fields: Any) -> None:
+    async def write(
+        self, status: str, event_type: str, *, wait: bool = False, **fields: Any
+    ) -> None:
+        """Queues a write for the next step or the flusher; ``wait``: delivers it now."""
+        write = self._numbered(status, event_type, **fields)
+        if not workflow.patched(_CARRY_PATCH):
+            await self._send_one(write)
+            return
+        self._unconfirmed.append(write)
+        if wait:
+            await self.flush()
+        elif self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_unless_carried())
+
+    def carry(self) -> list[ProjectionWrite]:
+        """The unconfirmed writes, for a step about to start to apply before its work."""
+        if self._unconfirmed:
+            self._carried = self._unconfirmed[-1].seq
+        return list(self._unconfirmed)
+
+    def reserve(self, status: str, event_type: str, **fields: Any) -> ProjectionWrite | None:
+        """The next write, numbered but not queued, for a final step to apply when its work is
+        done. Its number is spent either way: if the step stops short, later writes outrank
+        a late application of it. None on histories before carried writes."""
+        if not workflow.patched(_CARRY_PATCH):
+            return None
+        return self._numbered(status, event_type, **fields)
+
+    def confirm(self, writes: list[ProjectionWrite]) -> None:
+        """``writes`` (as carried by a step that answered) are applied."""
+        if writes:
+            applied = writes[-1].seq
+            self._unconfirmed = [w for w in self._unconfirmed if w.seq > applied]
+
+    async def flush(self) -> None:
+        """Delivers every unconfirmed write now."""
+        flusher = self._flusher
+        if flusher is not None and not flusher.done() and flusher is not asyncio.current_task():
+            await flusher  # one delivery at a time, in order
+        while self._unconfirmed:
+            await self._send(list(self._unconfirmed))
+
+    async def _flush_unless_carried(self) -> None:
+        # Runs once the code that queued the write has yielded: a step it started in the
+        # meantime carries the writes, and nothing is left to send.
+        while self._unconfirmed and self._unconfirmed[-1].seq > self._carried:
+            await self._send(list(self._unconfirmed))
+
+    async def _send(self, writes: list[ProjectionWrite]) -> None:
+        await workflow.execute_local_activity(
+            PROJECT_WRITES_ACTIVITY, writes, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+        )
+        self.confirm(writes)
+
+    async def _send_one(self, write: ProjectionWrite) -> None:
+        if workflow.patched(_LOCAL_PATCH):
+            await workflow.execute_local_activity(
+                PROJECT_ACTIVITY, write, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+            )
+        else:  # histories recorded before the projection became a local activity
+            await workflow.execute_activity(
+                PROJECT_ACTIVITY, write, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
+            )
+
+    def _numbered(self, status: str, event_type: str, **fields: Any) -> ProjectionWrite:
         self.seq += 1
-        write = ProjectionWrite(
+        return ProjectionWrite(
             header=self.header,
             seq=self.seq,
             status=status,
@@ -36,22 +128,6 @@ class Projector:
             occurred_at=workflow.now().isoformat(),
             **fields,
         )
-        if workflow.patched(_LOCAL_PATCH):
-            # A local activity: the write runs inside the workflow task that asked for it,
-            # sparing a round trip through the server (two workflow tasks) per transition.
-            await workflow.execute_local_activity(
-                PROJECT_ACTIVITY,
-                write,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_RETRY,
-            )
-        else:  # histories recorded before the patch
-            await workflow.execute_activity(
-                PROJECT_ACTIVITY,
-                write,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=_RETRY,
-            )
 
     @staticmethod
     def mark_status(status: str) -> None:

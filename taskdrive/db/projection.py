@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from taskdrive.db.engine import driver_connection
 from taskdrive.projection import ProjectionWrite
@@ -118,6 +119,19 @@ async def apply_projection(
         await cursor.execute(_APPLY, params)
         applied = await cursor.fetchone()
     return applied is not None
+
+
+async def apply_writes(
+    sessions: async_sessionmaker[AsyncSession], writes: Sequence[ProjectionWrite]
+) -> bool:
+    """Applies ``writes`` in order in one transaction; False when the last lost to a newer one."""
+    applied = False
+    if not writes:
+        return applied
+    async with sessions.begin() as session:
+        for write in writes:
+            applied = await apply_projection(session, write)
+    return applied
 
 
 def notification(write: ProjectionWrite) -> str:

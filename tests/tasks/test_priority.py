@@ -50,17 +50,7 @@ async def test_higher_priority_tasks_waiting_for_a_busy_category_run_first(
 ) -> None:
     api = one_slot_api
     _, headers = account
-    blocker_files = [
-        await upload_file(api, headers, random_bytes(RATE), name=f"slow{n}.bin")
-        for n in range(BLOCKER_FILES)
-    ]
-    small = await upload_file(api, headers, random_bytes(KiB), name="small.bin")
-
-    # The blocker takes the category's one activity slot and keeps it, file after file.
-    blocker = await create_task(
-        api, headers, "FileChecksum", {"fileIds": [f["id"] for f in blocker_files]}
-    )
-    await wait_task(api, headers, blocker["taskId"], lambda t: t["progress"] > 0)
+    blocker, small = await _blocked(api, headers)
 
     async def queued(priority: int) -> str:
         task = await create_task(
@@ -92,6 +82,56 @@ async def test_higher_priority_tasks_waiting_for_a_busy_category_run_first(
     # began, before its first activity queued behind the blocker, so it follows creation.)
     order = ["high" if t in highs else "low" for t in sorted(started, key=started.__getitem__)]
     assert order == ["high"] * EACH + ["low"] * EACH
+
+
+async def test_a_task_cancelled_while_waiting_for_a_worker_keeps_its_whole_audit_trail(
+    one_slot_api: httpx.AsyncClient, account: Account, temporal_client: Client
+) -> None:
+    api = one_slot_api
+    _, headers = account
+    blocker, small = await _blocked(api, headers)
+    waiting = (await create_task(api, headers, "FileChecksum", {"fileIds": [small["id"]]}))[
+        "taskId"
+    ]
+    await poll_until(
+        lambda: _waiting(temporal_client, [waiting]),
+        lambda view: not view["notYet"],
+        deadline=30,
+        what="the task's step waiting in the queue",
+    )
+    # Its step has not reached a worker: the task has not started yet.
+    assert (await get_task(api, headers, waiting))["status"] == "Pending"
+
+    cancelled = await api.post(f"/api/tasks/{waiting}/cancel", headers=headers)
+    assert cancelled.status_code == 202, cancelled.text
+    await wait_task(api, headers, waiting, "Cancelled")
+    # The start the step was carrying to the projection is delivered all the same, in order.
+    events = (await api.get(f"/api/tasks/{waiting}/events", headers=headers)).json()
+    assert [(e["fromStatus"], e["toStatus"]) for e in events] == [
+        (None, "Pending"),
+        ("Pending", "InProgress"),
+        ("InProgress", "Cancelled"),
+    ]
+    assert (await get_task(api, headers, blocker["taskId"]))["status"] == "InProgress"
+    await api.post(f"/api/tasks/{blocker['taskId']}/cancel", headers=headers)
+    await wait_task(api, headers, blocker["taskId"], "Cancelled")
+
+
+async def _blocked(
+    api: httpx.AsyncClient, headers: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A blocker task that has taken the category's one activity slot and keeps it, file after
+    file, and a small file for the tasks that queue behind it."""
+    blocker_files = [
+        await upload_file(api, headers, random_bytes(RATE), name=f"slow{n}.bin")
+        for n in range(BLOCKER_FILES)
+    ]
+    small = await upload_file(api, headers, random_bytes(KiB), name="small.bin")
+    blocker = await create_task(
+        api, headers, "FileChecksum", {"fileIds": [f["id"] for f in blocker_files]}
+    )
+    await wait_task(api, headers, blocker["taskId"], lambda t: t["progress"] > 0)
+    return blocker, small
 
 
 async def _waiting(client: Client, task_ids: list[str]) -> dict[str, Any]:

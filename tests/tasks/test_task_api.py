@@ -56,6 +56,7 @@ async def test_a_task_runs_to_completed_with_results_logs_and_an_audit_trail(
     assert transitions[0] == (None, "Pending")
     assert ("Pending", "InProgress") in transitions
     assert transitions[-1] == ("InProgress", "Completed")
+    assert [e["eventType"] for e in events].count("task.completed") == 1
     assert events[0]["actor"] == str(account_id)
 
 

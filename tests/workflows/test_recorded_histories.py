@@ -19,14 +19,15 @@ from temporalio.worker import Replayer
 
 from worker import all_workflows
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = {
+    path.stem: json.loads(path.read_text())
+    for path in sorted((Path(__file__).parent / "histories").glob("*.json"))
+}
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
-async def test_a_recorded_history_replays(path: Path) -> None:
-    recorded = json.loads(path.read_text())
-    workflow_id = f"recorded-{path.stem}"
-    history = WorkflowHistory.from_json(workflow_id, recorded)
+@pytest.mark.parametrize("name", sorted(HISTORIES))
+async def test_a_recorded_history_replays(name: str) -> None:
+    history = WorkflowHistory.from_json(f"recorded-{name}", HISTORIES[name])
     replayer = Replayer(workflows=all_workflows())
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
