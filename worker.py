@@ -83,7 +83,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     engine = make_engine(settings)
     sessions = make_sessionmaker(engine)
     pools = PoolRegistry.from_settings(settings)
-    projection = ProjectionActivities(sessions)
+    projection = ProjectionActivities(engine)
     activities: list[Callable[..., Any]] = [*projection.all(), *type_activities()]
     task_logs = TaskLogSink(sessions)
     task_logs.start()
@@ -91,7 +91,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     activity_logger.addHandler(task_logs)
     if activity_logger.getEffectiveLevel() > logging.INFO:
         activity_logger.setLevel(logging.INFO)  # task logs keep INFO whatever the console shows
-    runtime.install(runtime.Runtime(settings, sessions, pools, task_logs))
+    runtime.install(runtime.Runtime(settings, engine, sessions, pools, task_logs))
     client = await connect(settings)
     workers = build_workers(settings, client, activities)
     log.info("worker polling %s", ", ".join(w.task_queue for w in workers))

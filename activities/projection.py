@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from taskdrive.db.projection import apply_writes
@@ -16,8 +16,8 @@ from taskdrive.projection import ProjectionWrite
 
 
 class ProjectionActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.project_task, self.project_task_writes]
@@ -25,9 +25,9 @@ class ProjectionActivities:
     @activity.defn(name="project_task_writes")
     async def project_task_writes(self, writes: list[ProjectionWrite]) -> None:
         """Applies ``writes`` in order, in one transaction; those a newer write beat are no-ops."""
-        await apply_writes(self._sessions, writes)
+        await apply_writes(self._engine, writes)
 
     @activity.defn(name="project_task")
     async def project_task(self, write: ProjectionWrite) -> bool:
         """One write, as histories recorded before writes rode with steps ask for it."""
-        return await apply_writes(self._sessions, [write])
+        return await apply_writes(self._engine, [write])

@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskdrive.pools import PoolRegistry
 from taskdrive.settings import Settings
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
+    engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     pools: PoolRegistry
     task_logs: TaskLogSink | None = None

@@ -109,7 +109,7 @@ async def run_step(
     runtime = current()
     # The workflow's writes that came with the step, before the work: a failure here is
     # Temporal's to retry (the work has not started), like the local activity's would be.
-    await apply_writes(runtime.sessions, request.projection)
+    await apply_writes(runtime.engine, request.projection)
     ctx = StepContext(request, runtime)
     job = asyncio.create_task(_guarded(ctx, work))
     try:
@@ -135,7 +135,7 @@ async def _complete(ctx: StepContext, completion: ProjectionWrite, results: dict
     is done whatever happens here: on failure the workflow sends the write itself."""
     write = replace(completion, results=results, occurred_at=datetime.now(UTC).isoformat())
     try:
-        await apply_writes(ctx.runtime.sessions, [write])
+        await apply_writes(ctx.runtime.engine, [write])
     except Exception as exc:
         ctx.log.warning("the task's completion is left to the workflow: %s", exc)
         return False

@@ -7,9 +7,10 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from taskdrive.db.engine import driver_connection
 from taskdrive.projection import ProjectionWrite
@@ -79,11 +80,42 @@ async def apply_projection(
 
     ``request_digest`` goes into a row this write creates (an idempotent create's request).
     The caller commits. The event and the notification go out only if the row changed. The
-    lock and the write go in one round trip (psycopg's pipeline mode): every task makes
-    several of these, and the worker's CPU per task is what bounds tasks per second.
+    lock and the write go in one round trip (psycopg's pipeline mode).
     """
+    params = _params(write, request_digest)
+    connection = await driver_connection(session)
+    async with connection.pipeline(), connection.cursor() as cursor:
+        await cursor.execute(_LOCK, params)
+        await cursor.execute(_APPLY, params)
+        applied = await cursor.fetchone()
+    return applied is not None
+
+
+async def apply_writes(engine: AsyncEngine, writes: Sequence[ProjectionWrite]) -> bool:
+    """Applies ``writes`` in order and commits, on a pooled connection of its own; False when
+    the last lost to a newer write.
+
+    The workers' path: every task makes a few of these, and the worker's CPU per task is what
+    bounds tasks per second. So plain SQL on the psycopg connection in pipeline mode, BEGIN
+    and COMMIT included: one round trip, no ORM session (as ``taskdrive.db.chunk_ledger``).
+    """
+    if not writes:
+        return False
+    async with engine.connect() as pooled:
+        connection = await driver_connection(pooled)
+        async with connection.pipeline(), connection.cursor() as cursor:
+            for write in writes:
+                params = _params(write, None)
+                await cursor.execute(_LOCK, params)
+                await cursor.execute(_APPLY, params)
+            await connection.commit()
+            applied = await cursor.fetchone()
+    return applied is not None
+
+
+def _params(write: ProjectionWrite, request_digest: str | None) -> dict[str, Any]:
     header = write.header
-    params = {
+    return {
         "task_id": header.task_id,
         "account_id": uuid.UUID(header.account_id),
         "type": header.type,
@@ -113,25 +145,6 @@ async def apply_projection(
         "channel": NOTIFY_CHANNEL,
         "body": notification(write),
     }
-    connection = await driver_connection(session)
-    async with connection.pipeline(), connection.cursor() as cursor:
-        await cursor.execute(_LOCK, params)
-        await cursor.execute(_APPLY, params)
-        applied = await cursor.fetchone()
-    return applied is not None
-
-
-async def apply_writes(
-    sessions: async_sessionmaker[AsyncSession], writes: Sequence[ProjectionWrite]
-) -> bool:
-    """Applies ``writes`` in order in one transaction; False when the last lost to a newer one."""
-    applied = False
-    if not writes:
-        return applied
-    async with sessions.begin() as session:
-        for write in writes:
-            applied = await apply_projection(session, write)
-    return applied
 
 
 def notification(write: ProjectionWrite) -> str:

@@ -69,7 +69,7 @@ async def worker_runtime(settings: Settings) -> AsyncIterator[None]:
     """What a worker process installs for its activities."""
     engine = make_engine(settings)
     pools = PoolRegistry.from_settings(settings)
-    runtime.install(runtime.Runtime(settings, make_sessionmaker(engine), pools))
+    runtime.install(runtime.Runtime(settings, engine, make_sessionmaker(engine), pools))
     try:
         yield
     finally:
