@@ -12,8 +12,8 @@ server, Postgres, worker and API as subprocesses over a temp data folder), then,
   with the activity concurrency the system's worker has for NoOp's category; timed from the
   first start until every result is in.
 
-The best round of each counts. Printed: tasks/s and workflows/s, and a last line ending with
-``ratio <tasks/raw>``.
+The round with the median ratio counts (``bench.rounds``). Printed: its tasks/s and
+workflows/s, and a last line ending with ``ratio <tasks/raw>``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from temporalio.worker import Worker
 
 from bench.client import REQUEST_TIMEOUT, BenchError
 from bench.raw_noop import RawNoOp, nothing
+from bench.rounds import Round, median_round, rounds_note
 from bench.upload import READY_TIMEOUT, System, note, print_figures, running_system
 from taskdrive.auth import issue_token
 from taskdrive.db.engine import make_engine
@@ -164,15 +165,15 @@ async def run(options: Options) -> list[str]:
                 f"round {round_}/{options.repeat}: tasks {task_rates[-1]:.1f}/s, "
                 f"raw {raw_rates[-1]:.1f}/s"
             )
-    best_tasks, best_raw = max(task_rates), max(raw_rates)
-    rounds = f"best of {options.repeat}" if options.repeat > 1 else "one round"
+    median = median_round([Round(t, r) for t, r in zip(task_rates, raw_rates, strict=True)])
+    rounds = rounds_note(options.repeat)
     return [
         f"tasks: {options.count} NoOp tasks, {options.parallel} creates in flight, create to "
-        f"Completed in the projection: {best_tasks:.1f} tasks/s ({rounds})",
+        f"Completed in the projection: {median.measured:.1f} tasks/s ({rounds})",
         f"raw: {options.count} workflows of one no-op activity, {options.parallel} starts in "
-        f"flight, start to result: {best_raw:.1f} workflows/s ({rounds})",
-        f"tasks: {best_tasks:.1f}/s, raw Temporal: {best_raw:.1f}/s, "
-        f"ratio {best_tasks / best_raw:.2f}",
+        f"flight, start to result: {median.baseline:.1f} workflows/s (the same round)",
+        f"tasks: {median.measured:.1f}/s, raw Temporal: {median.baseline:.1f}/s, "
+        f"ratio {median.ratio:.2f}",
     ]
 
 
@@ -180,7 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Task overhead: NoOp tasks vs bare workflows.")
     parser.add_argument("--count", type=int, default=200, help="tasks per round (default 200)")
     parser.add_argument("--parallel", type=int, default=10, help="creates/starts in flight")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds; the best counts")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; the median counts")
     args = parser.parse_args()
     options = Options(
         count=max(1, args.count), parallel=max(1, args.parallel), repeat=max(1, args.repeat)

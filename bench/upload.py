@@ -9,9 +9,8 @@ the last answer. Also printed: the API's peak RSS per upload (it must not grow w
 and the multipart/form-data figure. The last line ends with ``ratio <api/baseline>``.
 
 The full-size uploads run in ``--repeat`` rounds (the baseline, then the API raw and multipart,
-taking turns to go first) and the best of each counts: on a shared machine the best round is
-the least disturbed one. Every timed upload starts after ``sync``, so no earlier upload's
-writeback lands in it.
+taking turns to go first); the round with the median ratio is reported (``bench.rounds``).
+Every timed upload starts after ``sync``, so no earlier upload's writeback lands in it.
 MB/s are 10^6 bytes per second.
 """
 
@@ -41,6 +40,7 @@ from bench.client import (
     api_upload,
     baseline_upload,
 )
+from bench.rounds import Round, median_round, rounds_note
 from taskdrive.auth import issue_token
 from taskdrive.db.migrate import upgrade
 from taskdrive.embedded import load_pgserver
@@ -247,8 +247,7 @@ async def measure(
         small = await on_api(options.rss_size, multipart=False)
         note(f"{options.rss_size // MiB} MiB: api {small.rate:.1f} MB/s")
 
-        # Interleaved rounds, best of each: the machine may be shared, and the best round is
-        # the one least disturbed by whatever else ran.
+        # Interleaved rounds, each its own comparison: the machine may be shared.
         bases: list[float] = []
         raws: list[ApiRun] = []
         multiparts: list[ApiRun] = []
@@ -262,20 +261,19 @@ async def measure(
                 f"api {raws[-1].rate:.1f}, multipart {multiparts[-1].rate:.1f} MB/s"
             )
 
-    base = max(bases)
-    raw = max(run.rate for run in raws)
-    multipart = max(run.rate for run in multiparts)
+    raw = median_round([Round(r.rate, b) for r, b in zip(raws, bases, strict=True)])
+    multipart = median_round([Round(m.rate, b) for m, b in zip(multiparts, bases, strict=True)])
     mib = size // MiB
-    rounds = f"best of {options.repeat}" if options.repeat > 1 else "one round"
     return [
         f"upload: {mib} MiB in {chunk // MiB} MiB chunks, {parallel} in flight, local pool, "
-        f"create to Completed with the hash verified ({rounds})",
+        f"create to Completed with the hash verified ({rounds_note(options.repeat)})",
         f"api peak RSS (VmHWM): {small.peak_rss / MiB:.1f} MiB for {options.rss_size // MiB} MiB, "
         f"{max(run.peak_rss for run in raws) / MiB:.1f} MiB for {mib} MiB, "
         f"{max(run.peak_rss for run in multiparts) / MiB:.1f} MiB for {mib} MiB multipart",
-        f"upload (multipart/form-data): api {multipart:.1f} MB/s, baseline {base:.1f} MB/s, "
-        f"ratio {multipart / base:.2f}",
-        f"upload: api {raw:.1f} MB/s, baseline {base:.1f} MB/s, ratio {raw / base:.2f}",
+        f"upload (multipart/form-data): api {multipart.measured:.1f} MB/s, "
+        f"baseline {multipart.baseline:.1f} MB/s, ratio {multipart.ratio:.2f}",
+        f"upload: api {raw.measured:.1f} MB/s, baseline {raw.baseline:.1f} MB/s, "
+        f"ratio {raw.ratio:.2f}",
     ]
 
 
@@ -287,7 +285,7 @@ def main() -> None:
     )
     parser.add_argument("--chunk-mib", type=int, default=8)
     parser.add_argument("--parallel", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=5, help="rounds; the best counts")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; the median round counts")
     parser.add_argument(
         "--timeout", type=float, default=1800, help="bound on the measurements, seconds"
     )
