@@ -8,6 +8,8 @@ progress query. ``workflows.lifecycle.TaskWorkflow`` builds the lifecycle on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -51,6 +53,13 @@ class ProjectedTask(Interrupts):
     def checkpoints(self) -> dict[str, Any]:
         """Each unfinished step's last checkpoint, by step key."""
         return {k: v for k, v in self._state.checkpoint.items() if k != "workflow"}
+
+    @property
+    def unanswered_steps(self) -> frozenset[str]:
+        """The keys of steps whose last run ended without an answer: cancelled while not
+        running (queued, or waiting to be retried after its worker died). Such a step may
+        have written past its checkpoint, so ``cleanup`` cannot trust the checkpoint alone."""
+        return frozenset(self._state.unanswered)
 
     async def _transition(
         self,
@@ -96,6 +105,13 @@ class ProjectedTask(Interrupts):
             "max_retries": self.task_input.retry.max_retries,
             **fields,
         }
+
+    async def wait_until(
+        self, condition: Callable[[], bool], at_most: timedelta | None = None
+    ) -> bool:
+        # What is queued for the projection goes out first: a wait may be long.
+        await self._require_projector().flush_pending()
+        return await super().wait_until(condition, at_most)
 
     def _require_projector(self) -> Projector:
         assert self._projector is not None, "run() creates the projector first"

@@ -8,9 +8,11 @@ write delivered twice or late never moves a task backwards) and delivered in one
   (started, resumed, a status message, a retry) come right before a step, and this spares
   each a local activity: an activity dispatch, an activation and a history marker apiece,
   which is most of what a small task costs the worker.
-* **by a local activity**, when the workflow waits on anything else first (a signal, a timer,
-  the end of the task): a flusher started with the write runs once the workflow's code has
-  yielded, and sends whatever no step took. Terminal writes are sent and awaited at once.
+* **by a local activity**, when the workflow waits on anything else first: the lifecycle
+  sends whatever no step took before it waits (``wait_until``, a pause, a retry's delay,
+  continue-as-new); terminal writes are sent at once. Always from the workflow's main
+  coroutine, where the write was made: a local activity scheduled from a concurrent task
+  replayed differently from how it ran (a nondeterminism error on the next worker).
 
 A write stays *unconfirmed* until its step answers or its local activity returns, and every
 delivery re-sends the unconfirmed ones: a step that never ran (cancelled while queued) or
@@ -23,7 +25,6 @@ write, awaited where it is made (``_CARRY_PATCH``).
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -52,12 +53,11 @@ class Projector:
         self.seq = seq
         self._unconfirmed: list[ProjectionWrite] = []
         self._carried = 0  # the highest seq handed to a step
-        self._flusher: asyncio.Task[None] | None = None
 
     async def write(
         self, status: str, event_type: str, *, wait: bool = False, **fields: Any
     ) -> None:
-        """Queues a write for the next step or the flusher; ``wait``: delivers it now."""
+        """Queues a write for the next step or ``flush_pending``; ``wait``: delivers it now."""
         write = self._numbered(status, event_type, **fields)
         if not workflow.patched(_CARRY_PATCH):
             await self._send_one(write)
@@ -65,8 +65,6 @@ class Projector:
         self._unconfirmed.append(write)
         if wait:
             await self.flush()
-        elif self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_unless_carried())
 
     def carry(self) -> list[ProjectionWrite]:
         """The unconfirmed writes, for a step about to start to apply before its work."""
@@ -90,17 +88,14 @@ class Projector:
 
     async def flush(self) -> None:
         """Delivers every unconfirmed write now."""
-        flusher = self._flusher
-        if flusher is not None and not flusher.done() and flusher is not asyncio.current_task():
-            await flusher  # one delivery at a time, in order
-        while self._unconfirmed:
+        if self._unconfirmed:
             await self._send(list(self._unconfirmed))
 
-    async def _flush_unless_carried(self) -> None:
-        # Runs once the code that queued the write has yielded: a step it started in the
-        # meantime carries the writes, and nothing is left to send.
-        while self._unconfirmed and self._unconfirmed[-1].seq > self._carried:
-            await self._send(list(self._unconfirmed))
+    async def flush_pending(self) -> None:
+        """Delivers the writes no step has taken (with any a step took and did not confirm);
+        call before the workflow waits on anything but a step."""
+        if self._unconfirmed and self._unconfirmed[-1].seq > self._carried:
+            await self.flush()
 
     async def _send(self, writes: list[ProjectionWrite]) -> None:
         await workflow.execute_local_activity(
