@@ -53,6 +53,8 @@ class TaskState:
     """How many times the task was started (a retry through the API starts it again)."""
     checkpoint: dict[str, Any] = field(default_factory=dict)
     progress: float = 0.0
+    unanswered: list[str] = field(default_factory=list)
+    """Steps whose last run ended without an answer (see ``TaskWorkflow.unanswered_steps``)."""
 
 
 @dataclass

@@ -224,11 +224,11 @@ class FileDecompressWorkflow(TaskWorkflow[FileDecompressParams]):
     async def cleanup(self) -> None:
         # The step removes what it wrote whenever it stops or fails, and says so in its
         # checkpoint. Only when it could not say (its worker died, a delete failed) does the
-        # archive have to be read again. (A worker dying after a pause and resume, then a
-        # cancel before Temporal retried the step, leaves the earlier "clean" in place: the
-        # one case this misses.)
+        # archive have to be read again; a "clean" checkpoint from before a run that never
+        # answered (a pause, a resume, then its worker died) no longer counts.
         checkpoint: dict[str, Any] = self.checkpoints.get(EXTRACT, {})
-        if self.state.get("extracting") and not checkpoint.get(_CLEAN):
+        clean = checkpoint.get(_CLEAN) and EXTRACT not in self.unanswered_steps
+        if self.state.get("extracting") and not clean:
             await self.cleanup_step(remove_entries_step)
 
 

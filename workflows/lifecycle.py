@@ -163,8 +163,10 @@ class TaskWorkflow(ProjectedTask, Generic[P]):
             try:
                 result = await handle
             except ActivityError as err:
+                self._note_answer(name, answered=not isinstance(err.cause, CancelledError))
                 await self._step_failed(name, err)
                 continue
+            self._note_answer(name, answered=True)
             projector.confirm(carried)
             self._state.checkpoint[name] = result.checkpoint
             if result.progress is not None:
@@ -193,6 +195,7 @@ class TaskWorkflow(ProjectedTask, Generic[P]):
         if self._paused is not None:
             asked = self._paused
             await self._transition(TaskStatus.PAUSED, "task.paused", asked)
+            await self._require_projector().flush_pending()
             try:
                 await workflow.wait_condition(
                     lambda: self._paused is None or self._cancel is not None,
@@ -300,6 +303,7 @@ class TaskWorkflow(ProjectedTask, Generic[P]):
             last_error=message,
             reason=message,
         )
+        await self._require_projector().flush_pending()
         try:
             await workflow.wait_condition(
                 lambda: self._cancel is not None, timeout=timedelta(seconds=delay)
@@ -319,6 +323,16 @@ class TaskWorkflow(ProjectedTask, Generic[P]):
             status_message=reason,
             actor=asked.by if asked else None,
         )
+
+    def _note_answer(self, name: str, *, answered: bool) -> None:
+        """A step cancelled before it could answer (it was not running: queued, or waiting
+        for Temporal to retry it after its worker died) may have written past its last
+        checkpoint; an answer brings the checkpoint up to date again."""
+        unanswered = self._state.unanswered
+        if answered and name in unanswered:
+            unanswered.remove(name)
+        elif not answered and name not in unanswered:
+            unanswered.append(name)
 
     async def _cleanup_quietly(self) -> None:
         try:

@@ -8,13 +8,20 @@ import stat
 import tarfile
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import Client
+from temporalio.worker import Worker
 
 from activities.files import output_id, storage_key
+from activities.projection import ProjectionActivities
+from taskdrive.db.engine import make_engine
 from taskdrive.settings import Settings
+from tasktypes.file_decompress import EXTRACT
 from tests.fileops.archive_helpers import tar_info, tar_of, zip_of
 from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir, worker_running
 from tests.tasking import create_task, logs, upload_file, wait_task
@@ -30,7 +37,8 @@ from tests.tasks.archives import (
     upload_all,
 )
 from tests.tasks.stored import download, info
-from tests.uploading import random_bytes
+from tests.uploading import poll_until, random_bytes
+from worker import all_workflows, workflow_runner
 
 
 @pytest.fixture
@@ -243,6 +251,82 @@ async def test_cleanup_reads_the_archive_again_when_the_step_could_not_clean_up(
         removed = [line for line in await logs(idle_api, headers, task_id) if "removed" in line]
     assert removed == ["removed whatever was extracted of the archive's 3 entries"]
     assert storage.objects() == objects
+
+
+async def test_cleanup_distrusts_a_clean_checkpoint_when_the_resumed_step_never_answered(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    account: Account,
+    storage: Storage,
+    temporal_client: Client,
+) -> None:
+    """A pause leaves the step's checkpoint "clean"; after the resume, its run may write
+    entries and die without a word, and a cancel may come before Temporal retries it. Staged
+    for real: the resume and the cancel are taken by a worker that runs workflows and no
+    activity, so the resumed step waits unanswered until the cancel ends it; the entries a
+    dying run would leave are planted meanwhile; then a full worker joins for the cleanup."""
+    _, headers = account
+    data = zip_of({f"part{n}.bin": random_bytes(256 * KiB) for n in range(10)})
+    archive = await upload_file(api, headers, data, name="parts.zip")
+    objects = storage.objects()
+    slow = settings.model_copy(
+        update={
+            "task_queue_prefix": f"dying-{uuid.uuid4().hex[:8]}",
+            "task_max_bytes_per_second": 256 * KiB,
+        }
+    )
+    async with api_client(slow) as slow_api:
+        async with worker_running(slow):
+            task_id = await midway(slow_api, headers, "FileDecompress", {"fileId": archive["id"]})
+            await ask(slow_api, headers, task_id, "pause", "Paused")
+        assert storage.objects() == objects  # the paused step removed what it had written
+
+        async with _workflows_only(slow, temporal_client):
+            resumed = await slow_api.post(f"/api/tasks/{task_id}/resume", headers=headers)
+            assert resumed.status_code == 202, resumed.text
+            await _pending_activity(temporal_client, task_id, EXTRACT)
+        for entry in ("part0.bin", "part1.bin"):
+            left = local_pool_dir(settings) / storage_key(output_id(task_id, entry))
+            left.write_bytes(b"left behind by a run that died")
+        async with _workflows_only(slow, temporal_client):
+            cancelled = await slow_api.post(f"/api/tasks/{task_id}/cancel", headers=headers)
+            assert cancelled.status_code == 202, cancelled.text
+            await _pending_activity(temporal_client, task_id, "FileDecompress.remove_entries")
+        async with worker_running(slow):
+            await wait_task(slow_api, headers, task_id, "Cancelled")
+    assert storage.objects() == objects
+
+
+@asynccontextmanager
+async def _workflows_only(settings: Settings, client: Client) -> AsyncIterator[None]:
+    """A worker on the files queue that runs workflows and none of their steps (only the
+    projection's local activities)."""
+    engine = make_engine(settings)
+    workflows = Worker(
+        client,
+        task_queue=settings.task_queue("files"),
+        workflows=all_workflows(),
+        workflow_runner=workflow_runner(settings),
+        activities=ProjectionActivities(engine).all(),
+    )
+    try:
+        async with workflows:
+            yield
+    finally:
+        await engine.dispose()
+
+
+async def _pending_activity(client: Client, task_id: str, activity_type: str) -> None:
+    """Waits until the task's workflow has scheduled an activity of ``activity_type``."""
+
+    async def pending() -> dict[str, Any]:
+        described = await client.get_workflow_handle(task_id).describe()
+        types = [a.activity_type.name for a in described.raw_description.pending_activities]
+        return {"types": types}
+
+    await poll_until(
+        pending, lambda view: activity_type in view["types"], deadline=30, what=activity_type
+    )
 
 
 @pytest.mark.parametrize(
