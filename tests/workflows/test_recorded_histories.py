@@ -4,8 +4,10 @@ A task in flight when the worker is upgraded continues on the new code from its 
 every change to what a workflow commands must keep old histories replaying (``workflow.
 patched``). ``histories/`` holds histories recorded before such changes: a NoOp task, a
 FileChecksum paused and resumed, one retried after a transient failure, an upload paused and
-resumed, and an upload cancelled. Record one with ``WorkflowHandle.fetch_history()`` and
-``WorkflowHistory.to_json()`` before changing what a workflow commands.
+resumed, and an upload cancelled, from when every projection write was a local activity;
+``carried-*`` the same from when writes rode with steps (``workflows.projector``). Record one
+with ``WorkflowHandle.fetch_history()`` and ``WorkflowHistory.to_json()`` before changing
+what a workflow commands.
 """
 
 from __future__ import annotations
@@ -34,4 +36,4 @@ async def test_a_recorded_history_replays(name: str) -> None:
 
 
 def test_there_are_recorded_histories() -> None:
-    assert len(HISTORIES) >= 5
+    assert len(HISTORIES) >= 9
