@@ -31,7 +31,9 @@ def all_workflows() -> list[type]:
 
 
 def type_activities() -> list[Callable[..., Any]]:
-    return [fn for task_type in registry.TASK_TYPES.values() for fn in task_type.activities]
+    # Deduplicated: types may share an activity (the moving types' cleanup).
+    every = (fn for task_type in registry.TASK_TYPES.values() for fn in task_type.activities)
+    return list(dict.fromkeys(every))
 
 
 def workflow_runner(settings: Settings) -> SandboxedWorkflowRunner:

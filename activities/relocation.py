@@ -9,26 +9,35 @@ leaves exactly one live record pointing at valid bytes:
    points where the copy came from;
 3. remove the source object.
 
-Before (1) the move is noted in the step's checkpoint as ``pending``; a step that starts again
-with it (a retry, a resume) first ``settle``s it, removing whichever side of that interrupted
-move no record points at, so failed attempts leave no stray objects behind, and a move that
-got past (2) counts as done.
+Before (1) the move is noted in Postgres (``file_relocations``); the note goes once the
+step's checkpoint has the move. A step that starts again (a retry, a resume) first ``settle``s
+the notes its task left, removing whichever side of each interrupted move no record points
+at, so failed attempts leave no stray objects behind, and a move that got past (2) counts as
+done. A task that ends short of Completed settles them in its cleanup
+(``settle_moves_step``): the note is in the database, not only in a heartbeat, so even a step
+whose worker died unanswered leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from temporalio import activity
+
 from activities.files import storage_key, switch_record
-from activities.steps import StepContext, StepFailed
+from activities.steps import StepContext, StepFailed, run_step
 from activities.streams import copy_verified
-from taskdrive.db.models import File
+from taskdrive.db.models import File, FileRelocation
 from taskdrive.errors import ErrorCode
 from taskdrive.pools import Pool
+from taskdrive.tasks import StepRequest, StepResult
 
-PENDING = "pending"  # the checkpoint entry of the move under way
+PENDING = "pending"  # where steps before file_relocations noted the move under way
 
 
 def configured_pool(ctx: StepContext, pool_id: uuid.UUID) -> Pool:
@@ -50,9 +59,8 @@ async def move_files(
     ones done before this run of the step included, in order."""
     # A list, not a dict by id: checkpoints reach the step again with their keys sorted.
     moved: list[dict[str, Any]] = list(ctx.checkpoint.get("moved", []))
-    settled = await settle(ctx)
-    if settled is not None:
-        moved.append(settled)
+    done = {move["fileId"] for move in moved}
+    moved.extend(move for move in await settle(ctx) if move["fileId"] not in done)
     done = {move["fileId"] for move in moved}
     # By id: a file named twice is moved once (a second copy would read a gone source).
     remaining = list({str(f.id): f for f in files if str(f.id) not in done}.values())
@@ -60,6 +68,7 @@ async def move_files(
     for file in remaining:
         moved.append(await move_file(ctx, file, target_id, bundle_id))
         await ctx.save(progress=100.0 * len(moved) / total, moved=moved)
+        await checkpointed(ctx)
     return moved
 
 
@@ -81,41 +90,121 @@ async def move_file(
             raise _changed(file)
         return record
     target = configured_pool(ctx, target_id)
-    key = storage_key(file.id)
-    ctx.checkpoint[PENDING] = {
-        "move": record,
-        "from": [str(file.pool_id), file.storage_key],
-        "to": [str(target_id), key],
-    }
-    ctx.heartbeat()  # not a save: the note must reach Temporal, but this is no place to stop
+    move = _Move(
+        file.id, (file.pool_id, file.storage_key), (target_id, storage_key(file.id)), record
+    )
+    await move.note(ctx)
+    ctx.heartbeat()  # liveness before a long copy; no place to stop
     ctx.log.info("copying %s (%s, %d bytes) to pool %s", file.name, file.id, file.size, target.name)
-    await copy_verified(ctx, file, target, key)
-    placed = {"pool_id": target_id, "storage_key": key, "bundle_id": bundle_id or file.bundle_id}
+    await copy_verified(ctx, file, target, move.to[1])
+    placed = {
+        "pool_id": target_id,
+        "storage_key": move.to[1],
+        "bundle_id": bundle_id or file.bundle_id,
+    }
     if not await switch_record(ctx.runtime, file, **placed):
         raise _changed(file)  # the retry settles the copy and reloads the file
     await ctx.runtime.pools.get(file.pool_id).delete(file.storage_key)
-    del ctx.checkpoint[PENDING]
-    return record
+    return record  # the note stays until the caller's checkpoint has the move (``checkpointed``)
 
 
-async def settle(ctx: StepContext) -> dict[str, Any] | None:
-    """Finishes or undoes the move an earlier run of the step left pending: of its two
-    objects, removes the one the file's live record does not point at (without a live record
-    both stay: nothing says which bytes are still wanted). Returns the move's record when
-    the record had switched, so the move is done."""
-    pending: dict[str, Any] | None = ctx.checkpoint.pop(PENDING, None)
-    if pending is None:
-        return None
+async def checkpointed(ctx: StepContext) -> None:
+    """The moves of the task's step are in its checkpoint now: their notes go. (Sooner, a
+    crash before that checkpoint would leave a move neither noted nor checkpointed.)"""
+    async with ctx.runtime.sessions.begin() as session:
+        await session.execute(delete(FileRelocation).where(FileRelocation.task_id == ctx.task_id))
+
+
+@dataclass(frozen=True)
+class _Move:
+    """One file's move: from and to (pool, key), and the record the step reports for it."""
+
+    file_id: uuid.UUID
+    source: tuple[uuid.UUID, str]
+    to: tuple[uuid.UUID, str]
+    record: dict[str, Any]
+
+    @classmethod
+    def of_note(cls, note: FileRelocation) -> _Move:
+        source, to = (note.from_pool_id, note.from_key), (note.to_pool_id, note.to_key)
+        return cls(note.file_id, source, to, note.move)
+
+    @classmethod
+    def of_checkpoint(cls, pending: dict[str, Any]) -> _Move:
+        (from_pool, from_key), (to_pool, to_key) = pending["from"], pending["to"]
+        file_id = uuid.UUID(pending["move"]["fileId"])
+        return cls(
+            file_id, (uuid.UUID(from_pool), from_key), (uuid.UUID(to_pool), to_key), pending["move"]
+        )
+
+    async def note(self, ctx: StepContext) -> None:
+        values = {
+            "task_id": ctx.task_id,
+            "file_id": self.file_id,
+            "from_pool_id": self.source[0],
+            "from_key": self.source[1],
+            "to_pool_id": self.to[0],
+            "to_key": self.to[1],
+            "move": self.record,
+        }
+        statement = insert(FileRelocation).values(values)
+        async with ctx.runtime.sessions.begin() as session:
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["task_id", "file_id"], set_=statement.excluded
+                )
+            )
+
+    async def forget(self, ctx: StepContext) -> None:
+        async with ctx.runtime.sessions.begin() as session:
+            await session.execute(
+                delete(FileRelocation).where(
+                    FileRelocation.task_id == ctx.task_id, FileRelocation.file_id == self.file_id
+                )
+            )
+
+    async def settle(self, ctx: StepContext) -> bool:
+        """Of the move's two objects, removes the one the file's live record does not point at
+        (without a live record both stay: nothing says which bytes are still wanted); True
+        when the record had switched, so the move is done."""
+        async with ctx.runtime.sessions() as session:
+            row = await session.get(File, self.file_id)
+        switched = False
+        if row is not None and row.deleted_at is None:
+            live = (row.pool_id, row.storage_key)
+            for pool_id, key in (self.source, self.to):
+                if (pool_id, key) != live:
+                    await ctx.runtime.pools.get(pool_id).delete(key)
+            switched = live == self.to
+        await self.forget(ctx)
+        return switched
+
+
+async def settle(ctx: StepContext) -> list[dict[str, Any]]:
+    """Finishes or undoes the moves an earlier run of the task's step left under way; returns
+    the records of those whose file record had switched, so they are done."""
     async with ctx.runtime.sessions() as session:
-        row = await session.get(File, uuid.UUID(pending["move"]["fileId"]))
-    if row is None or row.deleted_at is not None:
-        return None
-    live = [str(row.pool_id), row.storage_key]
-    for pool_id, key in (pending["from"], pending["to"]):
-        if [pool_id, key] != live:
-            await ctx.runtime.pools.get(uuid.UUID(pool_id)).delete(key)
-    move: dict[str, Any] = pending["move"]
-    return move if live == pending["to"] else None
+        notes = await session.scalars(
+            select(FileRelocation).where(FileRelocation.task_id == ctx.task_id)
+        )
+        moves = [_Move.of_note(note) for note in notes]
+    legacy: dict[str, Any] | None = ctx.checkpoint.pop(PENDING, None)
+    if legacy is not None:
+        moves.append(_Move.of_checkpoint(legacy))
+    return [move.record for move in moves if await move.settle(ctx)]
+
+
+@activity.defn(name="relocation.settle_moves")
+async def settle_moves_step(request: StepRequest) -> StepResult:
+    """Cleanup of the types that move files: settles whatever moves the task left under way."""
+    return await run_step(request, _settle_moves)
+
+
+async def _settle_moves(ctx: StepContext) -> dict[str, Any]:
+    settled = await settle(ctx)
+    if settled:
+        ctx.log.info("settled %d move(s) left under way", len(settled))
+    return {}
 
 
 def _changed(file: File) -> StepFailed:

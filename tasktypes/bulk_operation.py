@@ -26,7 +26,13 @@ with workflow.unsafe.imports_passed_through():
     from sqlalchemy import func, select, update
 
     from activities.files import NewFile, add_files, output_id, storage_key
-    from activities.relocation import configured_pool, move_file, settle
+    from activities.relocation import (
+        checkpointed,
+        configured_pool,
+        move_file,
+        settle,
+        settle_moves_step,
+    )
     from activities.steps import StepContext, StepFailed, run_step
     from activities.streams import copy_verified
     from taskdrive.db.models import File
@@ -73,8 +79,7 @@ async def _run_items(ctx: StepContext) -> dict[str, Any]:
     if place.target_pool_id is not None:
         configured_pool(ctx, place.target_pool_id)  # an unknown pool fails before any item
     items: dict[str, dict[str, Any]] = dict(ctx.checkpoint.get("items", {}))
-    settled = await settle(ctx)
-    if settled is not None:  # a move that had switched its file when the last run stopped
+    for settled in await settle(ctx):  # moves that had switched their file when a run stopped
         items[settled["fileId"]] = {"id": settled["fileId"], "status": "ok", **_places(settled)}
     ids = list(dict.fromkeys(str(target_id) for target_id in params.target_ids))
     files = await _owned_files(ctx, ids)
@@ -97,6 +102,8 @@ async def _run_items(ctx: StepContext) -> dict[str, Any]:
                 "error": exc.message,
             }
         await ctx.save(progress=100.0 * (number + 1) / len(ids), items=items)
+        if params.operation_type == "move":
+            await checkpointed(ctx)
     outcomes = [items[item_id]["status"] for item_id in ids]
     return {
         "operationType": params.operation_type,
@@ -185,6 +192,10 @@ class BulkOperationWorkflow(TaskWorkflow[BulkOperationParams]):
     async def execute(self) -> dict[str, Any]:
         return await self.step(items_step, final=True)
 
+    async def cleanup(self) -> None:
+        if self.params.operation_type == "move":  # a move cut short leaves no stray object
+            await self.cleanup_step(settle_moves_step)
+
 
 BULK_OPERATION = register(
     TaskType(
@@ -194,7 +205,7 @@ BULK_OPERATION = register(
         description="Deletes, moves or copies many files, with an outcome per file",
         params=BulkOperationParams,
         workflow=BulkOperationWorkflow,
-        activities=(items_step,),
+        activities=(items_step, settle_moves_step),
         retry=RetryRules(max_retries=3, initial_seconds=1.0),
     )
 )

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import Field
 
     from activities.files import load_files
-    from activities.relocation import configured_pool, move_files
+    from activities.relocation import configured_pool, move_files, settle_moves_step
     from activities.steps import StepContext, run_step
     from taskdrive.params import TaskParams
     from taskdrive.registry import TaskType, register
@@ -57,6 +57,9 @@ class FileMoveWorkflow(TaskWorkflow[FileMoveParams]):
     async def execute(self) -> dict[str, Any]:
         return await self.step(move_step, final=True)
 
+    async def cleanup(self) -> None:
+        await self.cleanup_step(settle_moves_step)  # a move cut short leaves no stray object
+
 
 FILE_MOVE = register(
     TaskType(
@@ -66,7 +69,7 @@ FILE_MOVE = register(
         description="Moves files to another pool, verified by SHA-256",
         params=FileMoveParams,
         workflow=FileMoveWorkflow,
-        activities=(move_step,),
+        activities=(move_step, settle_moves_step),
         retry=RetryRules(max_retries=3, initial_seconds=1.0),
     )
 )

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from sqlalchemy import select
 
     from activities.files import load_files
-    from activities.relocation import configured_pool, move_files
+    from activities.relocation import configured_pool, move_files, settle_moves_step
     from activities.steps import StepContext, StepFailed, run_step
     from taskdrive.db.models import File
     from taskdrive.errors import ErrorCode
@@ -103,6 +103,9 @@ class StorageMigrationWorkflow(TaskWorkflow[StorageMigrationParams]):
     async def execute(self) -> dict[str, Any]:
         return await self.step(migrate_step, final=True)
 
+    async def cleanup(self) -> None:
+        await self.cleanup_step(settle_moves_step)  # a move cut short leaves no stray object
+
 
 STORAGE_MIGRATION = register(
     TaskType(
@@ -112,7 +115,7 @@ STORAGE_MIGRATION = register(
         description="Migrates an account's files from one pool to another, verified by SHA-256",
         params=StorageMigrationParams,
         workflow=StorageMigrationWorkflow,
-        activities=(migrate_step,),
+        activities=(migrate_step, settle_moves_step),
         retry=RetryRules(max_retries=3, initial_seconds=1.0),
     )
 )

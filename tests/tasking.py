@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
 from tests.uploading import complete, create, poll_until, send_chunks
 
@@ -93,3 +94,16 @@ async def pause_midway(
     at_pause = await wait_task(api, headers, task_id, "Paused")
     assert 0 < at_pause["progress"] < 100
     return at_pause
+
+
+async def pending_activity(client: Client, task_id: str, activity_type: str) -> None:
+    """Waits until the task's workflow has scheduled an activity of ``activity_type``."""
+
+    async def pending() -> dict[str, Any]:
+        described = await client.get_workflow_handle(task_id).describe()
+        types = [a.activity_type.name for a in described.raw_description.pending_activities]
+        return {"types": types}
+
+    await poll_until(
+        pending, lambda view: activity_type in view["types"], deadline=30, what=activity_type
+    )

@@ -145,6 +145,23 @@ class File(Base):
     __table_args__ = (Index("ix_files_account_hash", "account_id", "hash"),)
 
 
+class FileRelocation(Base):
+    """A move of a file's bytes under way (``activities.relocation``): noted before the copy
+    starts, removed once the source is gone, so whatever interrupts the move, a later run or
+    the task's cleanup finds which two objects to settle."""
+
+    __tablename__ = "file_relocations"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    from_pool_id: Mapped[uuid.UUID]
+    from_key: Mapped[str] = mapped_column(String(1024))
+    to_pool_id: Mapped[uuid.UUID]
+    to_key: Mapped[str] = mapped_column(String(1024))
+    move: Mapped[dict[str, Any]]  # the move's record, as the step reports it
+    created_at: Mapped[datetime] = _now()
+
+
 class Upload(Base):
     """An upload session: what the API needs to accept chunks without asking Temporal."""
 

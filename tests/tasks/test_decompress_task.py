@@ -8,23 +8,24 @@ import stat
 import tarfile
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from activities.files import output_id, storage_key
-from activities.projection import ProjectionActivities
-from taskdrive.db.engine import make_engine
 from taskdrive.settings import Settings
 from tasktypes.file_decompress import EXTRACT
 from tests.fileops.archive_helpers import tar_info, tar_of, zip_of
-from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir, worker_running
-from tests.tasking import create_task, logs, upload_file, wait_task
+from tests.fixtures.app import (
+    S3_POOL_ID,
+    api_client,
+    local_pool_dir,
+    worker_running,
+    workflows_only,
+)
+from tests.tasking import create_task, logs, pending_activity, upload_file, wait_task
 from tests.tasks.archives import (
     POOLS,
     Account,
@@ -37,8 +38,7 @@ from tests.tasks.archives import (
     upload_all,
 )
 from tests.tasks.stored import download, info
-from tests.uploading import poll_until, random_bytes
-from worker import all_workflows, workflow_runner
+from tests.uploading import random_bytes
 
 
 @pytest.fixture
@@ -281,52 +281,20 @@ async def test_cleanup_distrusts_a_clean_checkpoint_when_the_resumed_step_never_
             await ask(slow_api, headers, task_id, "pause", "Paused")
         assert storage.objects() == objects  # the paused step removed what it had written
 
-        async with _workflows_only(slow, temporal_client):
+        async with workflows_only(slow, temporal_client):
             resumed = await slow_api.post(f"/api/tasks/{task_id}/resume", headers=headers)
             assert resumed.status_code == 202, resumed.text
-            await _pending_activity(temporal_client, task_id, EXTRACT)
+            await pending_activity(temporal_client, task_id, EXTRACT)
         for entry in ("part0.bin", "part1.bin"):
             left = local_pool_dir(settings) / storage_key(output_id(task_id, entry))
             left.write_bytes(b"left behind by a run that died")
-        async with _workflows_only(slow, temporal_client):
+        async with workflows_only(slow, temporal_client):
             cancelled = await slow_api.post(f"/api/tasks/{task_id}/cancel", headers=headers)
             assert cancelled.status_code == 202, cancelled.text
-            await _pending_activity(temporal_client, task_id, "FileDecompress.remove_entries")
+            await pending_activity(temporal_client, task_id, "FileDecompress.remove_entries")
         async with worker_running(slow):
             await wait_task(slow_api, headers, task_id, "Cancelled")
     assert storage.objects() == objects
-
-
-@asynccontextmanager
-async def _workflows_only(settings: Settings, client: Client) -> AsyncIterator[None]:
-    """A worker on the files queue that runs workflows and none of their steps (only the
-    projection's local activities)."""
-    engine = make_engine(settings)
-    workflows = Worker(
-        client,
-        task_queue=settings.task_queue("files"),
-        workflows=all_workflows(),
-        workflow_runner=workflow_runner(settings),
-        activities=ProjectionActivities(engine).all(),
-    )
-    try:
-        async with workflows:
-            yield
-    finally:
-        await engine.dispose()
-
-
-async def _pending_activity(client: Client, task_id: str, activity_type: str) -> None:
-    """Waits until the task's workflow has scheduled an activity of ``activity_type``."""
-
-    async def pending() -> dict[str, Any]:
-        described = await client.get_workflow_handle(task_id).describe()
-        types = [a.activity_type.name for a in described.raw_description.pending_activities]
-        return {"types": types}
-
-    await poll_until(
-        pending, lambda view: activity_type in view["types"], deadline=30, what=activity_type
-    )
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
+from sqlalchemy import create_engine, text
+from temporalio.client import Client
 
+from activities.files import storage_key
+from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
-from tests.fixtures.app import S3_POOL_ID, Auth
-from tests.tasking import create_task, logs, upload_file, wait_task
+from tests.fixtures.app import (
+    S3_POOL_ID,
+    Auth,
+    api_client,
+    local_pool_dir,
+    worker_running,
+    workflows_only,
+)
+from tests.tasking import create_task, logs, pending_activity, upload_file, wait_task
 from tests.tasks.stored import S3, Account, Pools, assert_stored, info
 from tests.tasks.test_task_lifecycle import VanishingFile
 from tests.uploading import random_bytes
@@ -182,3 +194,63 @@ async def test_bad_parameters_are_refused_at_create(
         body = response.json()
         assert body["code"] == "VALIDATION_ERROR"
         assert {e["field"] for e in body["details"]["errors"]} == fields, (params, body)
+
+
+async def test_a_move_whose_worker_died_unanswered_leaves_no_stray_copy_when_cancelled(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    account: Account,
+    pools: Pools,
+    temporal_client: Client,
+) -> None:
+    """What a run that died mid-move leaves: the move noted, the copy in the target pool, the
+    record not switched yet, and no word from the step. Staged for real: a worker that runs
+    workflows and no step takes the task, so its step waits unanswered; the note and the copy
+    are put where the dying run would have left them; the cancel is taken by that worker too,
+    and a full worker joins for the cleanup."""
+    _, headers = account
+    data = random_bytes(3 * KiB)
+    stored = await upload_file(api, headers, data, pool_id=S3_POOL_ID)
+    idle = settings.model_copy(update={"task_queue_prefix": f"idle-{uuid.uuid4().hex[:8]}"})
+    local = str(settings.default_pool_id)
+    async with api_client(idle) as idle_api:
+        async with workflows_only(idle, temporal_client):
+            task_id = await _move(idle_api, headers, [stored["id"]], local)
+            await pending_activity(temporal_client, task_id, "FileMove.move_files")
+        key = storage_key(stored["id"])
+        copy = local_pool_dir(settings) / key
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(data)
+        _note_move(settings, task_id, stored["id"], local, key)
+        assert pools.holding(stored["id"]) == {S3, local}
+        async with workflows_only(idle, temporal_client):
+            cancelled = await idle_api.post(f"/api/tasks/{task_id}/cancel", headers=headers)
+            assert cancelled.status_code == 202, cancelled.text
+            await pending_activity(temporal_client, task_id, "relocation.settle_moves")
+        async with worker_running(idle):
+            await wait_task(idle_api, headers, task_id, "Cancelled")
+    await assert_stored(api, headers, pools, stored["id"], S3, data)
+
+
+def _note_move(settings: Settings, task_id: str, file_id: str, target: str, key: str) -> None:
+    """The note a move writes before its copy (``activities.relocation``)."""
+    engine = create_engine(database_url(settings))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO file_relocations"
+                    " (task_id, file_id, from_pool_id, from_key, to_pool_id, to_key, move)"
+                    " SELECT :task_id, id, pool_id, storage_key, :target, :key,"
+                    " CAST(:move AS jsonb) FROM files WHERE id = :file_id"
+                ),
+                {
+                    "task_id": task_id,
+                    "file_id": file_id,
+                    "target": target,
+                    "key": key,
+                    "move": json.dumps({"fileId": file_id, "toPoolId": target}),
+                },
+            )
+    finally:
+        engine.dispose()
