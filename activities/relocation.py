@@ -60,8 +60,10 @@ async def move_files(
     # A list, not a dict by id: checkpoints reach the step again with their keys sorted.
     moved: list[dict[str, Any]] = list(ctx.checkpoint.get("moved", []))
     done = {move["fileId"] for move in moved}
-    moved.extend(move for move in await settle(ctx) if move["fileId"] not in done)
-    done = {move["fileId"] for move in moved}
+    for move in await settle(ctx):
+        if move["fileId"] not in done:
+            moved.append(move)
+            done.add(move["fileId"])
     # By id: a file named twice is moved once (a second copy would read a gone source).
     remaining = list({str(f.id): f for f in files if str(f.id) not in done}.values())
     total = len(moved) + len(remaining)
@@ -111,8 +113,16 @@ async def move_file(
 async def checkpointed(ctx: StepContext) -> None:
     """The moves of the task's step are in its checkpoint now: their notes go. (Sooner, a
     crash before that checkpoint would leave a move neither noted nor checkpointed.)"""
+    await _forget(ctx)
+
+
+async def _forget(ctx: StepContext, file_id: uuid.UUID | None = None) -> None:
+    """Removes the task's notes (of one file's move when ``file_id`` is given)."""
+    noted = delete(FileRelocation).where(FileRelocation.task_id == ctx.task_id)
+    if file_id is not None:
+        noted = noted.where(FileRelocation.file_id == file_id)
     async with ctx.runtime.sessions.begin() as session:
-        await session.execute(delete(FileRelocation).where(FileRelocation.task_id == ctx.task_id))
+        await session.execute(noted)
 
 
 @dataclass(frozen=True)
@@ -155,14 +165,6 @@ class _Move:
                 )
             )
 
-    async def forget(self, ctx: StepContext) -> None:
-        async with ctx.runtime.sessions.begin() as session:
-            await session.execute(
-                delete(FileRelocation).where(
-                    FileRelocation.task_id == ctx.task_id, FileRelocation.file_id == self.file_id
-                )
-            )
-
     async def settle(self, ctx: StepContext) -> bool:
         """Of the move's two objects, removes the one the file's live record does not point at
         (without a live record both stay: nothing says which bytes are still wanted); True
@@ -176,7 +178,7 @@ class _Move:
                 if (pool_id, key) != live:
                     await ctx.runtime.pools.get(pool_id).delete(key)
             switched = live == self.to
-        await self.forget(ctx)
+        await _forget(ctx, self.file_id)
         return switched
 
 

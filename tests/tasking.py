@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from taskdrive.settings import Settings
+from tests.fixtures.app import worker_running, workflows_only
 from tests.uploading import complete, create, poll_until, send_chunks
 
 
@@ -107,3 +109,22 @@ async def pending_activity(client: Client, task_id: str, activity_type: str) -> 
     await poll_until(
         pending, lambda view: activity_type in view["types"], deadline=30, what=activity_type
     )
+
+
+async def cancel_unanswered(
+    api: httpx.AsyncClient,
+    headers: dict[str, str],
+    settings: Settings,
+    client: Client,
+    task_id: str,
+    cleanup_activity: str,
+) -> None:
+    """Cancels a task whose step waits unanswered (as after its worker died): a worker that
+    runs workflows and no step takes the cancel until the task's cleanup step is scheduled,
+    then a full worker runs the task to Cancelled."""
+    async with workflows_only(settings, client):
+        cancelled = await api.post(f"/api/tasks/{task_id}/cancel", headers=headers)
+        assert cancelled.status_code == 202, cancelled.text
+        await pending_activity(client, task_id, cleanup_activity)
+    async with worker_running(settings):
+        await wait_task(api, headers, task_id, "Cancelled")

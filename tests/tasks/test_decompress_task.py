@@ -25,7 +25,14 @@ from tests.fixtures.app import (
     worker_running,
     workflows_only,
 )
-from tests.tasking import create_task, logs, pending_activity, upload_file, wait_task
+from tests.tasking import (
+    cancel_unanswered,
+    create_task,
+    logs,
+    pending_activity,
+    upload_file,
+    wait_task,
+)
 from tests.tasks.archives import (
     POOLS,
     Account,
@@ -288,12 +295,8 @@ async def test_cleanup_distrusts_a_clean_checkpoint_when_the_resumed_step_never_
         for entry in ("part0.bin", "part1.bin"):
             left = local_pool_dir(settings) / storage_key(output_id(task_id, entry))
             left.write_bytes(b"left behind by a run that died")
-        async with workflows_only(slow, temporal_client):
-            cancelled = await slow_api.post(f"/api/tasks/{task_id}/cancel", headers=headers)
-            assert cancelled.status_code == 202, cancelled.text
-            await pending_activity(temporal_client, task_id, "FileDecompress.remove_entries")
-        async with worker_running(slow):
-            await wait_task(slow_api, headers, task_id, "Cancelled")
+        cleanup = "FileDecompress.remove_entries"
+        await cancel_unanswered(slow_api, headers, slow, temporal_client, task_id, cleanup)
     assert storage.objects() == objects
 
 

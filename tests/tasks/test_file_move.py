@@ -17,10 +17,16 @@ from tests.fixtures.app import (
     Auth,
     api_client,
     local_pool_dir,
-    worker_running,
     workflows_only,
 )
-from tests.tasking import create_task, logs, pending_activity, upload_file, wait_task
+from tests.tasking import (
+    cancel_unanswered,
+    create_task,
+    logs,
+    pending_activity,
+    upload_file,
+    wait_task,
+)
 from tests.tasks.stored import S3, Account, Pools, assert_stored, info
 from tests.tasks.test_task_lifecycle import VanishingFile
 from tests.uploading import random_bytes
@@ -223,12 +229,8 @@ async def test_a_move_whose_worker_died_unanswered_leaves_no_stray_copy_when_can
         copy.write_bytes(data)
         _note_move(settings, task_id, stored["id"], local, key)
         assert pools.holding(stored["id"]) == {S3, local}
-        async with workflows_only(idle, temporal_client):
-            cancelled = await idle_api.post(f"/api/tasks/{task_id}/cancel", headers=headers)
-            assert cancelled.status_code == 202, cancelled.text
-            await pending_activity(temporal_client, task_id, "relocation.settle_moves")
-        async with worker_running(idle):
-            await wait_task(idle_api, headers, task_id, "Cancelled")
+        cleanup = "relocation.settle_moves"
+        await cancel_unanswered(idle_api, headers, idle, temporal_client, task_id, cleanup)
     await assert_stored(api, headers, pools, stored["id"], S3, data)
 
 
