@@ -1,5 +1,5 @@
-"""Moving files' bytes to another pool, shared by the types that relocate files (FileMove,
-StorageMigration, BulkOperation's move).
+"""Relocating files' bytes: to another pool (FileMove, StorageMigration, BulkOperation's move),
+or to a new key in the same pool (FileEncrypt and FileDecrypt's rewrite, ``note_rewrite``).
 
 A move is ordered so that stopping between any two of its steps, by a crash or an error,
 leaves exactly one live record pointing at valid bytes:
@@ -15,7 +15,8 @@ the notes its task left, removing whichever side of each interrupted move no rec
 at, so failed attempts leave no stray objects behind, and a move that got past (2) counts as
 done. A task that ends short of Completed settles them in its cleanup
 (``settle_moves_step``): the note is in the database, not only in a heartbeat, so even a step
-whose worker died unanswered leaves nothing behind.
+whose worker died unanswered leaves nothing behind. A rewrite follows the same three steps
+with new bytes in place of the copy, and its note is settled the same way.
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ async def move_file(
         raise _changed(file)  # the retry settles the copy and reloads the file
     await ctx.runtime.pools.get(file.pool_id).delete(file.storage_key)
     return record  # the note stays until the caller's checkpoint has the move (``checkpointed``)
+
+
+async def note_rewrite(ctx: StepContext, file: File, key: str) -> None:
+    """Notes, before its new bytes are written to ``key`` in the file's pool, that ``file`` is
+    being rewritten; ``checkpointed`` and ``settle`` then treat it as a move."""
+    source = (file.pool_id, file.storage_key)
+    await _Move(file.id, source, (file.pool_id, key), {"fileId": str(file.id)}).note(ctx)
 
 
 async def checkpointed(ctx: StepContext) -> None:

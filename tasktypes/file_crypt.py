@@ -17,6 +17,11 @@ authenticated) does one transaction switch the record's key, name, type, hash an
 the old object is deleted, and the step checkpoints. A step repeated after a crash, or the task
 retried, recognises a file it already switched by its key and does not rewrite it twice.
 
+Each rewrite is noted in Postgres before its bytes are written (``activities.relocation``, as
+a move is), until the checkpoint has it: the next run of the step, or the cleanup of a task
+that ends short of Completed, removes whichever of the two objects the record does not point
+at, even when the run that was cut short never answered.
+
 The password is a SecretStr parameter: sealed for Temporal, redacted for Postgres and answers
 (``taskdrive.params``); the step unseals it in memory and never logs it.
 """
@@ -43,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         rewritten_key,
     )
     from activities.files import content_type_of, load_files, switch_record
+    from activities.relocation import checkpointed, note_rewrite, settle, settle_moves_step
     from activities.steps import StepContext, StepFailed, run_step
     from activities.streams import read_object
     from taskdrive.db.models import File
@@ -93,6 +99,7 @@ async def decrypt_files(request: StepRequest) -> StepResult:
 
 async def _rewrite_files(ctx: StepContext, way: _Way) -> dict[str, Any]:
     file_ids: list[str] = ctx.params["fileIds"]  # validated by the workflow and at create
+    await settle(ctx)  # a rewrite cut short: keep only the object its record points at
     files = await load_files(ctx.runtime, ctx.request.account_id, file_ids)
     password = ctx.secret("password")
     done: dict[str, dict[str, Any]] = dict(ctx.checkpoint.get("done", {}))
@@ -101,6 +108,7 @@ async def _rewrite_files(ctx: StepContext, way: _Way) -> dict[str, Any]:
             continue  # done before a pause, a retry or a crash
         done[str(file.id)] = await _rewrite_file(ctx, file, password, way)
         await ctx.save(progress=100.0 * (number + 1) / len(files), done=done, replacing=None)
+        await checkpointed(ctx)
     return {"files": done}
 
 
@@ -108,13 +116,15 @@ async def _rewrite_file(ctx: StepContext, file: File, password: str, way: _Way) 
     pool = ctx.runtime.pools.get(file.pool_id)
     key = rewritten_key(file.id, ctx.task_id)
     if file.storage_key == key:
-        # Switched by this task already (a crash before the checkpoint, or the task retried):
-        # finish by removing the old object if the last heartbeat says which it was.
+        # Switched by this task already (a crash before the checkpoint, or the task retried);
+        # ``settle`` removed the old object. A heartbeat from before rewrites were noted names
+        # the old object instead: remove it.
         replacing = ctx.checkpoint.get("replacing") or {}
         if replacing.get("fileId") == str(file.id):
             await pool.delete(replacing["key"])
         return _summary(file.name, file.size, file.hash)
     ctx.log.info("%s %s (%s, %d bytes)", way.verb, file.name, file.id, file.size)
+    await note_rewrite(ctx, file, key)
     source = read_object(ctx, pool, file.storage_key)
     try:
         new = await rewrite(
@@ -137,10 +147,6 @@ async def _rewrite_file(ctx: StepContext, file: File, password: str, way: _Way) 
             ErrorCode.HASH_MISMATCH, f"{file.name} ({file.id}): {exc}", permanent=True
         ) from None
     name = way.name(file.name)
-    # Should the worker die between the switch and the delete, the retry learns the old key
-    # from this heartbeat (best effort: heartbeats are throttled).
-    ctx.checkpoint["replacing"] = {"fileId": str(file.id), "key": file.storage_key}
-    ctx.heartbeat()
     if not await switch_record(
         ctx.runtime,
         file,
@@ -168,6 +174,12 @@ class _RewriteWorkflow(TaskWorkflow[Any]):
 
     async def execute(self) -> dict[str, Any]:
         return await self.step(self.step_name, final=True)
+
+    async def cleanup(self) -> None:
+        # A rewrite cut short leaves no stray object. Histories from before rewrites were
+        # noted ran no cleanup: they replay without it.
+        if workflow.patched("rewrite-cleanup-settles"):
+            await self.cleanup_step(settle_moves_step)
 
 
 @workflow.defn(name="FileEncrypt")
@@ -199,7 +211,7 @@ def _register(
             description=description,
             params=params,
             workflow=flow,
-            activities=(step,),
+            activities=(step, settle_moves_step),
             retry=RetryRules(max_retries=3, initial_seconds=1.0),
         )
     )

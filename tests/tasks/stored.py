@@ -3,11 +3,14 @@ whether a pool still holds its object (the local pool's folder, the S3 bucket)."
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
 
+from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
 from tests.fixtures.app import S3_POOL_ID, local_pool_dir
 from tests.fixtures.s3 import s3_client
@@ -63,3 +66,30 @@ async def assert_stored(
     assert await download(api, headers, file_id) == data
     assert pools.holding(file_id) == {pool_id}
     return cloud_file
+
+
+def note_relocation(
+    settings: Settings, task_id: str, file_id: str, to_pool: str, to_key: str
+) -> None:
+    """The note a move or a rewrite writes before its new object (``activities.relocation``):
+    from where the file's record points now, to ``to_key`` in ``to_pool``."""
+    engine = create_engine(database_url(settings))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO file_relocations"
+                    " (task_id, file_id, from_pool_id, from_key, to_pool_id, to_key, move)"
+                    " SELECT :task_id, id, pool_id, storage_key, :to_pool, :to_key,"
+                    " CAST(:move AS jsonb) FROM files WHERE id = :file_id"
+                ),
+                {
+                    "task_id": task_id,
+                    "file_id": file_id,
+                    "to_pool": to_pool,
+                    "to_key": to_key,
+                    "move": json.dumps({"fileId": file_id, "toPoolId": to_pool}),
+                },
+            )
+    finally:
+        engine.dispose()

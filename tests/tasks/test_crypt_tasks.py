@@ -20,14 +20,28 @@ from sqlalchemy import create_engine, text
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
+from activities.crypt import rewritten_key
 from taskdrive.db.engine import database_url
 from taskdrive.fileops.age import CHUNK_SIZE, Encryptor
 from taskdrive.settings import DEFAULT_LOCAL_POOL_ID, Settings
 from tasktypes.file_upload import FileUploadWorkflow
-from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir, worker_running
+from tests.fixtures.app import (
+    S3_POOL_ID,
+    api_client,
+    local_pool_dir,
+    worker_running,
+    workflows_only,
+)
 from tests.fixtures.s3 import s3_client
-from tests.tasking import create_task, get_task, upload_file, wait_task
-from tests.tasks.stored import download, info
+from tests.tasking import (
+    cancel_unanswered,
+    create_task,
+    get_task,
+    pending_activity,
+    upload_file,
+    wait_task,
+)
+from tests.tasks.stored import download, info, note_relocation
 from tests.uploading import (
     complete,
     create,
@@ -285,3 +299,36 @@ async def test_cancel_while_encrypting_leaves_no_file_and_no_object(
         engine.dispose()
     assert records == 0
     assert storage.keys(DEFAULT_LOCAL_POOL_ID, file_id) == []  # neither plaintext nor encrypted
+
+
+async def test_a_rewrite_whose_worker_died_unanswered_leaves_no_stray_object_when_cancelled(
+    api: httpx.AsyncClient,
+    settings: Settings,
+    account: Account,
+    storage: Storage,
+    temporal_client: Client,
+) -> None:
+    """What a run that died mid-rewrite leaves: the rewrite noted, the new object whole, the
+    record not switched yet, and no word from the step. Staged as for a move
+    (test_file_move.py): a worker without steps leaves the step unanswered, the note and the
+    new object are put where the dying run would have left them, and the cancel's cleanup
+    removes the new object; the file stays as it was."""
+    _, headers = account
+    data = random_bytes(3 * 1024)
+    stored = await upload_file(api, headers, data, pool_id=S3_POOL_ID)
+    file_id = stored["id"]
+    idle = settings.model_copy(update={"task_queue_prefix": f"idle-{uuid.uuid4().hex[:8]}"})
+    async with api_client(idle) as idle_api:
+        async with workflows_only(idle, temporal_client):
+            params = {"fileIds": [file_id], "password": PASSWORD}
+            task_id = (await create_task(idle_api, headers, "FileEncrypt", params))["taskId"]
+            await pending_activity(temporal_client, task_id, "FileEncrypt.encrypt_files")
+        key = rewritten_key(file_id, task_id)
+        storage.s3.put_object(Bucket=storage.bucket, Key=key, Body=cheap_age(data))
+        note_relocation(settings, task_id, file_id, str(S3_POOL_ID), key)
+        assert storage.keys(S3_POOL_ID, file_id) == sorted([f"files/{file_id}", key])
+        cleanup = "relocation.settle_moves"
+        await cancel_unanswered(idle_api, headers, idle, temporal_client, task_id, cleanup)
+    assert storage.keys(S3_POOL_ID, file_id) == [f"files/{file_id}"]
+    assert await download(api, headers, file_id) == data
+    assert (await info(api, headers, file_id))["hash"] == sha256(data)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import httpx
-from sqlalchemy import create_engine, text
 from temporalio.client import Client
 
 from activities.files import storage_key
-from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
 from tests.fixtures.app import (
     S3_POOL_ID,
@@ -27,7 +24,7 @@ from tests.tasking import (
     upload_file,
     wait_task,
 )
-from tests.tasks.stored import S3, Account, Pools, assert_stored, info
+from tests.tasks.stored import S3, Account, Pools, assert_stored, info, note_relocation
 from tests.tasks.test_task_lifecycle import VanishingFile
 from tests.uploading import random_bytes
 
@@ -227,32 +224,8 @@ async def test_a_move_whose_worker_died_unanswered_leaves_no_stray_copy_when_can
         copy = local_pool_dir(settings) / key
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_bytes(data)
-        _note_move(settings, task_id, stored["id"], local, key)
+        note_relocation(settings, task_id, stored["id"], local, key)
         assert pools.holding(stored["id"]) == {S3, local}
         cleanup = "relocation.settle_moves"
         await cancel_unanswered(idle_api, headers, idle, temporal_client, task_id, cleanup)
     await assert_stored(api, headers, pools, stored["id"], S3, data)
-
-
-def _note_move(settings: Settings, task_id: str, file_id: str, target: str, key: str) -> None:
-    """The note a move writes before its copy (``activities.relocation``)."""
-    engine = create_engine(database_url(settings))
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO file_relocations"
-                    " (task_id, file_id, from_pool_id, from_key, to_pool_id, to_key, move)"
-                    " SELECT :task_id, id, pool_id, storage_key, :target, :key,"
-                    " CAST(:move AS jsonb) FROM files WHERE id = :file_id"
-                ),
-                {
-                    "task_id": task_id,
-                    "file_id": file_id,
-                    "target": target,
-                    "key": key,
-                    "move": json.dumps({"fileId": file_id, "toPoolId": target}),
-                },
-            )
-    finally:
-        engine.dispose()
