@@ -5,7 +5,9 @@ every change to what a workflow commands must keep old histories replaying (``wo
 patched``). ``histories/`` holds histories recorded before such changes: a NoOp task, a
 FileChecksum paused and resumed, one retried after a transient failure, an upload paused and
 resumed, and an upload cancelled, from when every projection write was a local activity;
-``carried-*`` the same from when writes rode with steps (``workflows.projector``). Record one
+``carried-*`` the same from when writes rode with steps (``workflows.projector``), and a
+FileDecrypt failed on a wrong password from before its cleanup settled rewrites;
+``rewrite-cleanup-*`` that FileDecrypt with the cleanup (``tasktypes.file_crypt``). Record one
 with ``WorkflowHandle.fetch_history()`` and ``WorkflowHistory.to_json()`` before changing
 what a workflow commands.
 """
@@ -36,4 +38,4 @@ async def test_a_recorded_history_replays(name: str) -> None:
 
 
 def test_there_are_recorded_histories() -> None:
-    assert len(HISTORIES) >= 9
+    assert len(HISTORIES) >= 11
