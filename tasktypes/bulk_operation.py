@@ -19,6 +19,7 @@ from typing import Any, Literal, Self
 
 from temporalio import activity, workflow
 
+from tasktypes._relocating import MOVES_PATCH, settle_replacements
 from workflows.lifecycle import TaskWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -194,7 +195,7 @@ class BulkOperationWorkflow(TaskWorkflow[BulkOperationParams]):
 
     async def cleanup(self) -> None:
         if self.params.operation_type == "move":  # a move cut short leaves no stray object
-            await self.cleanup_step(settle_moves_step)
+            await settle_replacements(self, MOVES_PATCH)
 
 
 BULK_OPERATION = register(

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 from temporalio import activity, workflow
 
+from tasktypes._relocating import REWRITES_PATCH, settle_replacements
 from workflows.lifecycle import TaskWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -176,10 +177,7 @@ class _RewriteWorkflow(TaskWorkflow[Any]):
         return await self.step(self.step_name, final=True)
 
     async def cleanup(self) -> None:
-        # A rewrite cut short leaves no stray object. Histories from before rewrites were
-        # noted ran no cleanup: they replay without it.
-        if workflow.patched("rewrite-cleanup-settles"):
-            await self.cleanup_step(settle_moves_step)
+        await settle_replacements(self, REWRITES_PATCH)  # a rewrite cut short: no stray object
 
 
 @workflow.defn(name="FileEncrypt")

@@ -13,6 +13,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 
+from tasktypes._relocating import MOVES_PATCH, settle_replacements
 from workflows.lifecycle import TaskWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -58,7 +59,7 @@ class FileMoveWorkflow(TaskWorkflow[FileMoveParams]):
         return await self.step(move_step, final=True)
 
     async def cleanup(self) -> None:
-        await self.cleanup_step(settle_moves_step)  # a move cut short leaves no stray object
+        await settle_replacements(self, MOVES_PATCH)  # a move cut short leaves no stray object
 
 
 FILE_MOVE = register(

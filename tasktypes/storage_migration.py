@@ -13,6 +13,7 @@ from typing import Any, Self
 
 from temporalio import activity, workflow
 
+from tasktypes._relocating import MOVES_PATCH, settle_replacements
 from workflows.lifecycle import TaskWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -104,7 +105,7 @@ class StorageMigrationWorkflow(TaskWorkflow[StorageMigrationParams]):
         return await self.step(migrate_step, final=True)
 
     async def cleanup(self) -> None:
-        await self.cleanup_step(settle_moves_step)  # a move cut short leaves no stray object
+        await settle_replacements(self, MOVES_PATCH)  # a move cut short leaves no stray object
 
 
 STORAGE_MIGRATION = register(

@@ -5,9 +5,10 @@ every change to what a workflow commands must keep old histories replaying (``wo
 patched``). ``histories/`` holds histories recorded before such changes: a NoOp task, a
 FileChecksum paused and resumed, one retried after a transient failure, an upload paused and
 resumed, and an upload cancelled, from when every projection write was a local activity;
-``carried-*`` the same from when writes rode with steps (``workflows.projector``), and a
-FileDecrypt failed on a wrong password from before its cleanup settled rewrites;
-``rewrite-cleanup-*`` that FileDecrypt with the cleanup (``tasktypes.file_crypt``). Record one
+``carried-*`` the same from when writes rode with steps (``workflows.projector``), with a
+FileDecrypt failed on a wrong password and a FileMove failed on an unknown pool, from before
+their cleanup settled replacements; ``rewrite-cleanup-*`` and ``move-cleanup-*`` the two with
+that cleanup (``tasktypes._relocating``). Record one
 with ``WorkflowHandle.fetch_history()`` and ``WorkflowHistory.to_json()`` before changing
 what a workflow commands.
 """
@@ -38,4 +39,4 @@ async def test_a_recorded_history_replays(name: str) -> None:
 
 
 def test_there_are_recorded_histories() -> None:
-    assert len(HISTORIES) >= 11
+    assert len(HISTORIES) >= 13
