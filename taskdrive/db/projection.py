@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from psycopg import AsyncConnection as DriverConnection
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -82,13 +83,8 @@ async def apply_projection(
     The caller commits. The event and the notification go out only if the row changed. The
     lock and the write go in one round trip (psycopg's pipeline mode).
     """
-    params = _params(write, request_digest)
     connection = await driver_connection(session)
-    async with connection.pipeline(), connection.cursor() as cursor:
-        await cursor.execute(_LOCK, params)
-        await cursor.execute(_APPLY, params)
-        applied = await cursor.fetchone()
-    return applied is not None
+    return await _pipelined(connection, [_params(write, request_digest)], commit=False)
 
 
 async def apply_writes(engine: AsyncEngine, writes: Sequence[ProjectionWrite]) -> bool:
@@ -103,13 +99,21 @@ async def apply_writes(engine: AsyncEngine, writes: Sequence[ProjectionWrite]) -
         return False
     async with engine.connect() as pooled:
         connection = await driver_connection(pooled)
-        async with connection.pipeline(), connection.cursor() as cursor:
-            for write in writes:
-                params = _params(write, None)
-                await cursor.execute(_LOCK, params)
-                await cursor.execute(_APPLY, params)
+        return await _pipelined(connection, [_params(w, None) for w in writes], commit=True)
+
+
+async def _pipelined(
+    connection: DriverConnection[Any], writes: list[dict[str, Any]], *, commit: bool
+) -> bool:
+    """Each write's lock and upsert, in order, and COMMIT when asked, in one round trip
+    (psycopg's pipeline mode); whether the last write applied."""
+    async with connection.pipeline(), connection.cursor() as cursor:
+        for params in writes:
+            await cursor.execute(_LOCK, params)
+            await cursor.execute(_APPLY, params)
+        if commit:
             await connection.commit()
-            applied = await cursor.fetchone()
+        applied = await cursor.fetchone()
     return applied is not None
 
 
