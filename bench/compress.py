@@ -171,11 +171,12 @@ async def measure(options: Options, system: System) -> list[str]:
                 f"plain {options.size / plains[-1] / MB:.1f} MB/s"
             )
     rate = options.size / MB  # MB/s = rate / seconds
-    median = median_round([Round(rate / t, rate / p) for t, p in zip(tasks, plains, strict=True)])
+    rounds = [Round(rate / t, rate / p) for t, p in zip(tasks, plains, strict=True)]
+    median = median_round(rounds)
     return [
         f"compress: {options.size // MiB} MiB of text-like bytes into zip level {LEVEL} "
         f"({options.size / archive_size:.2f}:1), local pool, MB/s of input "
-        f"({rounds_note(options.repeat)})",
+        f"({rounds_note(rounds)})",
         f"compress: task {median.measured:.1f} MB/s (create to Completed), plain loop "
         f"{median.baseline:.1f} MB/s, ratio {median.ratio:.2f}",
     ]

@@ -31,5 +31,13 @@ def median_round(rounds: Sequence[Round]) -> Round:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def rounds_note(count: int) -> str:
-    return f"median of {count} rounds by ratio" if count > 1 else "one round"
+def rounds_note(rounds: Sequence[Round]) -> str:
+    """How the figure was chosen, and the spread of the rounds' ratios it was chosen from:
+    on a noisy machine the spread says how far one figure can be trusted."""
+    if len(rounds) < 2:
+        return "one round"
+    ratios = sorted(round_.ratio for round_ in rounds)
+    return (
+        f"median of {len(rounds)} rounds by ratio; "
+        f"the rounds' ratios from {ratios[0]:.2f} to {ratios[-1]:.2f}"
+    )

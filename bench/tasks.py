@@ -165,11 +165,11 @@ async def run(options: Options) -> list[str]:
                 f"round {round_}/{options.repeat}: tasks {task_rates[-1]:.1f}/s, "
                 f"raw {raw_rates[-1]:.1f}/s"
             )
-    median = median_round([Round(t, r) for t, r in zip(task_rates, raw_rates, strict=True)])
-    rounds = rounds_note(options.repeat)
+    rounds = [Round(t, r) for t, r in zip(task_rates, raw_rates, strict=True)]
+    median = median_round(rounds)
     return [
         f"tasks: {options.count} NoOp tasks, {options.parallel} creates in flight, create to "
-        f"Completed in the projection: {median.measured:.1f} tasks/s ({rounds})",
+        f"Completed in the projection: {median.measured:.1f} tasks/s ({rounds_note(rounds)})",
         f"raw: {options.count} workflows of one no-op activity, {options.parallel} starts in "
         f"flight, start to result: {median.baseline:.1f} workflows/s (the same round)",
         f"tasks: {median.measured:.1f}/s, raw Temporal: {median.baseline:.1f}/s, "

@@ -261,17 +261,19 @@ async def measure(
                 f"api {raws[-1].rate:.1f}, multipart {multiparts[-1].rate:.1f} MB/s"
             )
 
-    raw = median_round([Round(r.rate, b) for r, b in zip(raws, bases, strict=True)])
-    multipart = median_round([Round(m.rate, b) for m, b in zip(multiparts, bases, strict=True)])
+    raw_rounds = [Round(r.rate, b) for r, b in zip(raws, bases, strict=True)]
+    multipart_rounds = [Round(m.rate, b) for m, b in zip(multiparts, bases, strict=True)]
+    raw, multipart = median_round(raw_rounds), median_round(multipart_rounds)
     mib = size // MiB
     return [
         f"upload: {mib} MiB in {chunk // MiB} MiB chunks, {parallel} in flight, local pool, "
-        f"create to Completed with the hash verified ({rounds_note(options.repeat)})",
+        f"create to Completed with the hash verified ({rounds_note(raw_rounds)})",
         f"api peak RSS (VmHWM): {small.peak_rss / MiB:.1f} MiB for {options.rss_size // MiB} MiB, "
         f"{max(run.peak_rss for run in raws) / MiB:.1f} MiB for {mib} MiB, "
         f"{max(run.peak_rss for run in multiparts) / MiB:.1f} MiB for {mib} MiB multipart",
         f"upload (multipart/form-data): api {multipart.measured:.1f} MB/s, "
-        f"baseline {multipart.baseline:.1f} MB/s, ratio {multipart.ratio:.2f}",
+        f"baseline {multipart.baseline:.1f} MB/s, ratio {multipart.ratio:.2f} "
+        f"({rounds_note(multipart_rounds)})",
         f"upload: api {raw.measured:.1f} MB/s, baseline {raw.baseline:.1f} MB/s, "
         f"ratio {raw.ratio:.2f}",
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.rounds import Round, median_round
+from bench.rounds import Round, median_round, rounds_note
 
 
 def test_the_median_round_by_ratio_is_reported_whole() -> None:
@@ -22,3 +22,11 @@ def test_an_even_number_of_rounds_takes_the_lower_median() -> None:
 def test_no_rounds_is_an_error() -> None:
     with pytest.raises(ValueError):
         median_round([])
+
+
+def test_the_note_gives_the_spread_of_the_rounds_ratios() -> None:
+    rounds = [Round(414, 576), Round(531, 572), Round(532, 625)]
+    assert rounds_note(rounds) == (
+        "median of 3 rounds by ratio; the rounds' ratios from 0.72 to 0.93"
+    )
+    assert rounds_note(rounds[:1]) == "one round"
