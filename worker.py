@@ -10,8 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 import tasktypes  # noqa: F401  # importing it registers every task type
 from activities import runtime
@@ -36,25 +36,23 @@ def type_activities() -> list[Callable[..., Any]]:
     return list(dict.fromkeys(every))
 
 
-def workflow_runner(settings: Settings) -> SandboxedWorkflowRunner:
-    """Temporal's sandbox, with our own deterministic code passed through.
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """Temporal's sandbox for the test suite, none in production (``workflow_sandbox``).
 
-    The sandbox imports a workflow's module afresh for every run, with everything it imports
-    that is not passed through. The framework the types build on (``workflows``: the lifecycle,
-    its signals and projection) is deterministic, stateless code: passed through, it is
-    imported once per process. The task types' modules (``tasktypes``) are passed through too
-    unless ``workflow_sandbox_task_types`` is set: re-importing a type for each run (its
-    classes, its parameters model, Temporal's checks of its workflow definition) was about half
-    of the worker's CPU for a small task (bench/tasks.py). Sandboxed, a type's workflow code is
-    checked on every run; the test suite runs every type that way, so a non-deterministic call
-    fails there rather than in a replay in production.
+    The sandbox does two things: it imports a workflow's module afresh for every run, so runs
+    share no module state, and it fails a non-deterministic call (a clock, randomness, I/O)
+    made by code it imported. Neither works on a module passed through, and every workflow
+    here would have to be passed through to be affordable: re-importing a type's module for
+    each run (its classes, its parameters model, Temporal's checks of its workflow definition)
+    was about half of the worker's CPU for a small task (bench/tasks.py), and the sandbox's
+    calls into each run (one per payload for its serialization context) most of the rest of
+    its cost. Our workflow code keeps no module state. So the suite runs every workflow
+    sandboxed, where a forbidden call fails the test, and a production worker runs the code
+    the suite checked without the sandbox's cost.
     """
-    passthrough = ["workflows"]
-    if not settings.workflow_sandbox_task_types:
-        passthrough.append("tasktypes")
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*passthrough)
-    )
+    if not settings.workflow_sandbox:
+        return UnsandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner()
 
 
 def build_workers(

@@ -1,6 +1,6 @@
 """The yardstick of ``bench.tasks``: a bare Temporal workflow running one activity that does
-nothing. Its own module so the workflow sandbox imports only this (as it imports only a task
-type's module for a task), and both sides pay the sandbox alike."""
+nothing. Its own module, so the workflow sandbox (on the SDK's default runner) imports only
+this small module for each run."""
 
 from __future__ import annotations
 

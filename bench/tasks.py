@@ -9,11 +9,16 @@ server, Postgres, worker and API as subprocesses over a temp data folder), then,
   (polled every 50 ms: the projection is what clients see);
 * raw: N workflows of ``bench.raw_noop`` (one no-op activity), the same number of starts in
   flight, on their own task queue of the same dev server, served by a worker in this process
-  with the activity concurrency the system's worker has for NoOp's category; timed from the
-  first start until every result is in.
+  with the activity concurrency the system's worker has for NoOp's category and the SDK's
+  default workflow runner (the sandbox); timed from the first start until every result is in.
+* raw, unsandboxed: the same on a worker without the sandbox, as the system's worker runs
+  (``worker.workflow_runner``). Reported beside the rest, so the share of the ratio that comes
+  from leaving the sandbox out is in plain view; the ratio itself is against raw Temporal as
+  the SDK runs it by default.
 
-The round with the median ratio counts (``bench.rounds``). Printed: its tasks/s and
-workflows/s, and a last line ending with ``ratio <tasks/raw>``.
+The round with the median ratio counts (``bench.rounds``); the three sides take turns to go
+first. Printed: its tasks/s and workflows/s, the unsandboxed comparison, and a last line
+ending with ``ratio <tasks/raw>``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from bench.client import REQUEST_TIMEOUT, BenchError
 from bench.raw_noop import RawNoOp, nothing
@@ -141,37 +147,56 @@ async def run(options: Options) -> list[str]:
         temporal = await Client.connect(
             settings.temporal_address, namespace=settings.temporal_namespace
         )
-        raw_queue = f"{settings.task_queue_prefix}-raw"
-        raw_worker = Worker(
-            temporal,
-            task_queue=raw_queue,
-            workflows=[RawNoOp],
-            activities=[nothing],
-            max_concurrent_activities=settings.concurrency(NO_OP.category),
-        )
-        await stack.enter_async_context(raw_worker)
-        tasks, raw = TaskSide(client, system, engine), RawSide(temporal, raw_queue)
+        concurrency = settings.concurrency(NO_OP.category)
+        raw_queue, bare_queue = (f"{settings.task_queue_prefix}-{q}" for q in ("raw", "bare"))
+        runners: list[tuple[str, WorkflowRunner]] = [
+            (raw_queue, SandboxedWorkflowRunner()),  # the SDK's default
+            (bare_queue, UnsandboxedWorkflowRunner()),
+        ]
+        for queue, runner in runners:
+            raw_worker = Worker(
+                temporal,
+                task_queue=queue,
+                workflows=[RawNoOp],
+                activities=[nothing],
+                max_concurrent_activities=concurrency,
+                workflow_runner=runner,
+            )
+            await stack.enter_async_context(raw_worker)
+        tasks = TaskSide(client, system, engine)
+        raw, bare = RawSide(temporal, raw_queue), RawSide(temporal, bare_queue)
         note("warming up")  # connections, imports, the first workflows and activities
-        await tasks.run(WARM_UP, options.parallel)
-        await raw.run(WARM_UP, options.parallel)
+        for warm in (tasks, raw, bare):
+            await warm.run(WARM_UP, options.parallel)
         task_rates: list[float] = []
         raw_rates: list[float] = []
+        bare_rates: list[float] = []
+        sides: list[tuple[Side, list[float]]] = [
+            (tasks, task_rates),
+            (raw, raw_rates),
+            (bare, bare_rates),
+        ]
         for round_ in range(1, options.repeat + 1):
-            sides: list[tuple[Side, list[float]]] = [(tasks, task_rates), (raw, raw_rates)]
-            for side, rates in sides if round_ % 2 else reversed(sides):
+            first = round_ % len(sides)
+            for side, rates in sides[first:] + sides[:first]:
                 async with asyncio.timeout(ROUND_TIMEOUT):
                     rates.append(await side.run(options.count, options.parallel))
             note(
                 f"round {round_}/{options.repeat}: tasks {task_rates[-1]:.1f}/s, "
-                f"raw {raw_rates[-1]:.1f}/s"
+                f"raw {raw_rates[-1]:.1f}/s, raw unsandboxed {bare_rates[-1]:.1f}/s"
             )
     rounds = [Round(t, r) for t, r in zip(task_rates, raw_rates, strict=True)]
-    median = median_round(rounds)
+    unsandboxed = [Round(t, b) for t, b in zip(task_rates, bare_rates, strict=True)]
+    median, median_bare = median_round(rounds), median_round(unsandboxed)
     return [
         f"tasks: {options.count} NoOp tasks, {options.parallel} creates in flight, create to "
         f"Completed in the projection: {median.measured:.1f} tasks/s ({rounds_note(rounds)})",
         f"raw: {options.count} workflows of one no-op activity, {options.parallel} starts in "
-        f"flight, start to result: {median.baseline:.1f} workflows/s (the same round)",
+        f"flight, start to result, the SDK's default runner (the sandbox): "
+        f"{median.baseline:.1f} workflows/s (the same round)",
+        f"against raw workflows without the sandbox, as the system's worker runs them: "
+        f"{median_bare.measured:.1f} tasks/s, {median_bare.baseline:.1f} workflows/s, "
+        f"ratio {median_bare.ratio:.2f} ({rounds_note(unsandboxed)})",
         f"tasks: {median.measured:.1f}/s, raw Temporal: {median.baseline:.1f}/s, "
         f"ratio {median.ratio:.2f}",
     ]

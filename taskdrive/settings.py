@@ -154,11 +154,12 @@ class Settings(BaseSettings):
         ge=1,
         description="FileConversion: the most pixels an image may decode to.",
     )
-    workflow_sandbox_task_types: bool = Field(
+    workflow_sandbox: bool = Field(
         default=False,
-        description="Run each task type's module in Temporal's workflow sandbox on every run, so "
-        "a non-deterministic call in its workflow code fails loudly; costs about as much worker "
-        "CPU as a small task itself. The test suite turns it on.",
+        description="Run the task workflows in Temporal's workflow sandbox, which fails a "
+        "non-deterministic call (a clock, randomness, I/O) in workflow code loudly, at about "
+        "twice the worker's CPU for a small task. The test suite turns it on; a production "
+        "worker runs the code the suite checked, unsandboxed.",
     )
     worker_concurrency: int = Field(
         default=10, ge=1, description="Activities at once per category, unless set below."
