@@ -15,8 +15,13 @@ A type's activity is ``async def my_step(request: StepRequest) -> StepResult`` w
   carrying the checkpoint; the workflow retries the step per the type's retry rules (and
   counts it), continuing from that checkpoint. ``StepFailed(permanent=True)`` is not retried.
 - **The task's projection on the way.** The workflow's pending projection writes come with
-  the request and are applied before the work; a final step's Completed write after it
-  (``workflows.projector``).
+  the request (``workflows.projector``) and are applied as the work begins: once it has run
+  for ``CARRY_WINDOW`` or reports progress, whichever is first, or with the step's end if that
+  comes sooner. A final step's Completed write is applied after the work, in one transaction
+  with those writes when the work was that short: a short task costs the database one
+  transaction, not two, and its row goes from Pending to Completed (its events still record
+  when it started). If the database fails that transaction, the step still answers, and the
+  workflow sends the writes itself.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ from taskdrive.secrets import unseal
 from taskdrive.tasks import StepRequest, StepResult
 
 PROGRESS_INTERVAL = 1.0  # seconds between live progress writes
+# Seconds a step's work may run before the writes it carried are applied on their own; a
+# shorter step applies them with its end, in one transaction. Long enough for a small step,
+# short enough that a person watching never sees a working task as Pending.
+CARRY_WINDOW = 0.25
 
 
 class StepFailed(Exception):
@@ -68,6 +77,8 @@ class StepContext:
         self.progress: float | None = None
         self.stop_requested = False
         self._reported = 0.0
+        self._carried = list(request.projection)  # not yet applied
+        self._carrying = asyncio.Lock()  # one application of them at a time
         self.log = logging.LoggerAdapter(activity.logger, {})
 
     @property
@@ -97,21 +108,43 @@ class StepContext:
         now = time.monotonic()
         if progress is not None and (now - self._reported >= PROGRESS_INTERVAL or message):
             self._reported = now
+            await self.apply_carried()  # progress shows on a row that is InProgress
             async with self.runtime.sessions.begin() as session:
                 await apply_progress(session, self.task_id, round(progress, 2), message)
         if self.stop_requested:
             raise _Stop
 
+    @property
+    def carried_applied(self) -> bool:
+        return not self._carried
+
+    async def apply_carried(self, then: ProjectionWrite | None = None) -> bool:
+        """Applies the carried writes not yet applied, then ``then``, in one transaction;
+        False when the database failed it (the writes stay pending)."""
+        async with self._carrying:
+            writes = [*self._carried, *([then] if then is not None else [])]
+            if not writes:
+                return True
+            try:
+                await apply_writes(self.runtime.engine, writes)
+            except Exception as exc:
+                self.log.warning("a projection write failed: %s", exc)
+                return False
+            self._carried = []
+            return True
+
+    async def carried_settled(self) -> None:
+        """Returns once no application of the carried writes is under way."""
+        async with self._carrying:
+            pass
+
 
 async def run_step(
     request: StepRequest, work: Callable[[StepContext], Awaitable[dict[str, Any]]]
 ) -> StepResult:
-    runtime = current()
-    # The workflow's writes that came with the step, before the work: a failure here is
-    # Temporal's to retry (the work has not started), like the local activity's would be.
-    await apply_writes(runtime.engine, request.projection)
-    ctx = StepContext(request, runtime)
+    ctx = StepContext(request, current())
     job = asyncio.create_task(_guarded(ctx, work))
+    carry = asyncio.create_task(_apply_carried_after(ctx, CARRY_WINDOW))
     try:
         while True:
             try:
@@ -123,23 +156,27 @@ async def run_step(
                 # Pause, cancel or worker shutdown: go on to the next checkpoint, then answer.
                 ctx.stop_requested = True
     finally:
+        carry.cancel()
+        await ctx.carried_settled()
         if ctx.runtime.task_logs is not None:
             await ctx.runtime.task_logs.flush_now()  # the step's logs are in before its answer
     if result.done and request.completion is not None:
-        result.completed = await _complete(ctx, request.completion, result.results)
+        # The task's Completed write, with its results and the time the work ended. The work
+        # is done whatever happens here: on failure the workflow sends the write itself.
+        completion = replace(
+            request.completion, results=result.results, occurred_at=datetime.now(UTC).isoformat()
+        )
+        result.completed = await ctx.apply_carried(then=completion)
+    else:
+        await ctx.apply_carried()
+    result.projected = ctx.carried_applied
     return result
 
 
-async def _complete(ctx: StepContext, completion: ProjectionWrite, results: dict[str, Any]) -> bool:
-    """A final step's Completed write, with its results and the time the work ended. The work
-    is done whatever happens here: on failure the workflow sends the write itself."""
-    write = replace(completion, results=results, occurred_at=datetime.now(UTC).isoformat())
-    try:
-        await apply_writes(ctx.runtime.engine, [write])
-    except Exception as exc:
-        ctx.log.warning("the task's completion is left to the workflow: %s", exc)
-        return False
-    return True
+async def _apply_carried_after(ctx: StepContext, delay: float) -> None:
+    await asyncio.sleep(delay)
+    # Shielded: the step's end cancels this, and a transaction under way is let finish.
+    await asyncio.shield(ctx.apply_carried())
 
 
 async def _guarded(

@@ -100,8 +100,8 @@ class StepRequest:
     data: dict[str, Any] = field(default_factory=dict)
     """Whatever the workflow passes on from earlier steps."""
     projection: list[ProjectionWrite] = field(default_factory=list)
-    """The workflow's projection writes not yet applied: the step applies them before its work
-    (``workflows.projector``)."""
+    """The workflow's projection writes not yet applied: the step applies them once its work
+    has run briefly or reports progress, or with its end (``activities.steps``)."""
     completion: ProjectionWrite | None = None
     """A final step's Completed write: applied, with the step's results, once its work is done."""
 
@@ -117,3 +117,6 @@ class StepResult:
     progress: float | None = None
     completed: bool = False
     """The request's ``completion`` is in the projection."""
+    projected: bool = True
+    """The request's ``projection`` writes are in the projection (False: the workflow must
+    send them itself)."""

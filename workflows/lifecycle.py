@@ -167,7 +167,7 @@ class TaskWorkflow(ProjectedTask, Generic[P]):
                 await self._step_failed(name, err)
                 continue
             self._note_answer(name, answered=True)
-            projector.confirm(carried)
+            projector.answered(carried, applied=result.projected)
             self._state.checkpoint[name] = result.checkpoint
             if result.progress is not None:
                 self._state.progress = result.progress

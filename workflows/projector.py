@@ -4,20 +4,22 @@ Every write is numbered (the projection applies a write only above the row's num
 write delivered twice or late never moves a task backwards) and delivered in one of two ways:
 
 * **with the next step.** A step the workflow starts in the same workflow task carries the
-  writes not yet applied, and its activity applies them before its work. Most transitions
-  (started, resumed, a status message, a retry) come right before a step, and this spares
-  each a local activity: an activity dispatch, an activation and a history marker apiece,
-  which is most of what a small task costs the worker.
+  writes not yet applied, and its activity applies them as its work begins (at most a quarter
+  second in, or with the step's end if that comes first: ``activities.steps``). Most
+  transitions (started, resumed, a status message, a retry) come right before a step, and
+  this spares each a local activity: an activity dispatch, an activation and a history marker
+  apiece, which is most of what a small task costs the worker.
 * **by a local activity**, when the workflow waits on anything else first: the lifecycle
   sends whatever no step took before it waits (``wait_until``, a pause, a retry's delay,
   continue-as-new); terminal writes are sent at once. Always from the workflow's main
   coroutine, where the write was made: a local activity scheduled from a concurrent task
   replayed differently from how it ran (a nondeterminism error on the next worker).
 
-A write stays *unconfirmed* until its step answers or its local activity returns, and every
-delivery re-sends the unconfirmed ones: a step that never ran (cancelled while queued) or
-failed loses nothing. A final step may also apply the task's Completed write itself
-(``reserve``).
+A write stays *unconfirmed* until its step answers having applied it (``answered``) or its
+local activity returns, and every delivery re-sends the unconfirmed ones: a step that never
+ran (cancelled while queued), failed, or could not apply them loses nothing. A final step may
+also apply the task's Completed write itself (``reserve``), in one transaction with the writes
+it carried when its work is short (``activities.steps``).
 
 Histories recorded before writes rode with steps replay the old way: one local activity per
 write, awaited where it is made (``_CARRY_PATCH``).
@@ -85,6 +87,15 @@ class Projector:
         if writes:
             applied = writes[-1].seq
             self._unconfirmed = [w for w in self._unconfirmed if w.seq > applied]
+
+    def answered(self, writes: list[ProjectionWrite], *, applied: bool) -> None:
+        """A step that carried ``writes`` answered, having applied them or not (the database
+        failed it at the end of its work): those it did not apply count again as taken by no
+        step, so ``flush_pending`` delivers them before the workflow next waits."""
+        if applied:
+            self.confirm(writes)
+        elif writes:
+            self._carried = min(self._carried, writes[0].seq - 1)
 
     async def flush(self) -> None:
         """Delivers every unconfirmed write now."""
