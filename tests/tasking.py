@@ -79,6 +79,16 @@ async def wait_task(
     )
 
 
+async def audit_trail(
+    api: httpx.AsyncClient, headers: dict[str, str], task_id: str
+) -> list[dict[str, Any]]:
+    """The task's audit trail, oldest first."""
+    response = await api.get(f"/api/tasks/{task_id}/events", headers=headers)
+    assert response.status_code == 200, response.text
+    trail: list[dict[str, Any]] = response.json()
+    return trail
+
+
 async def logs(api: httpx.AsyncClient, headers: dict[str, str], task_id: str) -> list[str]:
     response = await api.get(f"/api/tasks/{task_id}/logs?limit=1000", headers=headers)
     assert response.status_code == 200, response.text

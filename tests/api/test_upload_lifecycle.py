@@ -21,6 +21,7 @@ from taskdrive.tasks import (
 from tests.api.test_upload_rules import assert_error
 from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir
 from tests.fixtures.s3 import s3_client
+from tests.tasking import audit_trail
 from tests.uploading import (
     complete,
     create,
@@ -134,7 +135,7 @@ async def test_an_inactive_upload_expires_and_loses_its_staging(
         after = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
         assert len(staged - after) == 1
         assert_error(await send_chunk(api, headers, upload, 1), 410, "TASK_GONE")
-        events = (await api.get(f"/api/tasks/{upload.task_id}/events", headers=headers)).json()
+        events = await audit_trail(api, headers, upload.task_id)
         ends = [e["toStatus"] for e in events if e["eventType"] != "task.progress"][-2:]
         assert ends == (["Paused", "Expired"] if paused else ["InProgress", "Expired"])
 
@@ -175,7 +176,7 @@ async def test_the_generic_task_endpoints_pause_resume_and_cancel_an_upload(
     assert len(staged - after) == 1
     task = (await api.get(f"/api/tasks/{task_id}", headers=headers)).json()
     assert (task["type"], task["status"], task["progress"]) == ("FileUpload", "Cancelled", 66.67)
-    events = (await api.get(f"/api/tasks/{task_id}/events", headers=headers)).json()
+    events = await audit_trail(api, headers, task_id)
     assert [(e["toStatus"], e["actor"]) for e in events if e["eventType"] != "task.progress"] == [
         ("Pending", str(account_id)),
         ("InProgress", None),

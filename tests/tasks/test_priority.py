@@ -19,7 +19,7 @@ from temporalio.client import Client
 
 from taskdrive.settings import Settings
 from tests.fixtures.app import api_client, worker_running
-from tests.tasking import create_task, get_task, upload_file, wait_task
+from tests.tasking import audit_trail, create_task, get_task, upload_file, wait_task
 from tests.uploading import poll_until, random_bytes
 
 Account = tuple[uuid.UUID, dict[str, str]]
@@ -106,7 +106,7 @@ async def test_a_task_cancelled_while_waiting_for_a_worker_keeps_its_whole_audit
     assert cancelled.status_code == 202, cancelled.text
     await wait_task(api, headers, waiting, "Cancelled")
     # The start the step was carrying to the projection is delivered all the same, in order.
-    events = (await api.get(f"/api/tasks/{waiting}/events", headers=headers)).json()
+    events = await audit_trail(api, headers, waiting)
     assert [(e["fromStatus"], e["toStatus"]) for e in events] == [
         (None, "Pending"),
         ("Pending", "InProgress"),

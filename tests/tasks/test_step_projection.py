@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
-from tests.tasking import create_task, wait_task
+from tests.tasking import audit_trail, create_task, wait_task
 
 Account = tuple[uuid.UUID, dict[str, str]]
 
@@ -21,9 +21,7 @@ Account = tuple[uuid.UUID, dict[str, str]]
 async def _transitions(
     api: httpx.AsyncClient, headers: dict[str, str], task_id: str
 ) -> list[tuple[str | None, str]]:
-    response = await api.get(f"/api/tasks/{task_id}/events", headers=headers)
-    assert response.status_code == 200, response.text
-    return [(e["fromStatus"], e["toStatus"]) for e in response.json()]
+    return [(e["fromStatus"], e["toStatus"]) for e in await audit_trail(api, headers, task_id)]
 
 
 async def test_a_short_task_records_every_transition_with_its_time(

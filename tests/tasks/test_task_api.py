@@ -8,7 +8,7 @@ from datetime import datetime
 
 import httpx
 
-from tests.tasking import create_task, get_task, logs, upload_file, wait_task
+from tests.tasking import audit_trail, create_task, get_task, logs, upload_file, wait_task
 from tests.uploading import random_bytes
 
 Account = tuple[uuid.UUID, dict[str, str]]
@@ -49,7 +49,7 @@ async def test_a_task_runs_to_completed_with_results_logs_and_an_audit_trail(
     messages = await logs(api, headers, created["taskId"])
     assert [m.split(" (")[0] for m in messages] == [f"hashing f{n}.bin" for n in range(3)]
 
-    events = (await api.get(f"/api/tasks/{created['taskId']}/events", headers=headers)).json()
+    events = await audit_trail(api, headers, created["taskId"])
     transitions = [
         (e["fromStatus"], e["toStatus"]) for e in events if e["eventType"] != "task.progress"
     ]

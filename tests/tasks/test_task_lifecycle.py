@@ -15,7 +15,15 @@ from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
 from tests.fixtures.app import S3_POOL_ID
 from tests.fixtures.s3 import s3_client
-from tests.tasking import create_task, get_task, logs, pause_midway, upload_file, wait_task
+from tests.tasking import (
+    audit_trail,
+    create_task,
+    get_task,
+    logs,
+    pause_midway,
+    upload_file,
+    wait_task,
+)
 from tests.uploading import random_bytes, sha256
 
 Account = tuple[uuid.UUID, dict[str, str]]
@@ -58,7 +66,7 @@ async def test_pause_stops_at_a_checkpoint_and_resume_continues_from_it(
     hashed = Counter(message.split(" (")[0] for message in await logs(slow_api, headers, task_id))
     assert hashed == Counter(f"hashing part{n}.bin" for n in range(6))
 
-    events = (await slow_api.get(f"/api/tasks/{task_id}/events", headers=headers)).json()
+    events = await audit_trail(slow_api, headers, task_id)
     pause = next(e for e in events if e["eventType"] == "task.paused")
     assert (pause["fromStatus"], pause["toStatus"], pause["actor"]) == (
         "InProgress",
