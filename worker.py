@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+import uvloop
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -124,7 +125,9 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run(settings, stop)
 
-    asyncio.run(_main())
+    # uvloop: about a tenth of the worker's CPU per small task is the event loop's own
+    # (bench/tasks.py), and each database round trip registers and drops a reader on it.
+    uvloop.run(_main())
 
 
 if __name__ == "__main__":
