@@ -38,6 +38,7 @@ from taskdrive.secrets import seal
 from taskdrive.statuses import TaskStatus
 from taskdrive.tasks import TaskInput, TaskState
 from taskdrive.temporal import SA_ACCOUNT_ID, SA_STATUS, SA_TASK_TYPE
+from workflows import versions
 
 # Task ids derived from an Idempotency-Key live in their own UUID namespace.
 _IDEMPOTENCY_NAMESPACE = uuid.UUID("0b5d7c1e-4f0a-5b6e-8c2d-9a1e3f7b6d40")
@@ -197,10 +198,12 @@ async def record_created(
 async def start(
     services: Services, client: Client, inp: TaskInput, *, conflict_ok: bool = False
 ) -> None:
+    """Starts the task's workflow: a new run of it, with the version of the workflows' code
+    (``workflows.versions``: whatever ``inp`` was recorded with before, as on a retry)."""
     header = inp.header
     await client.start_workflow(
         header.type,
-        inp,
+        replace(inp, version=versions.CURRENT),
         id=header.task_id,
         task_queue=services.settings.task_queue(header.category),
         priority=registry.temporal_priority(header.priority),

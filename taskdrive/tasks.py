@@ -65,6 +65,9 @@ class TaskInput:
     retry: RetryRules
     heartbeat_timeout_seconds: float
     state: TaskState = field(default_factory=TaskState)
+    version: int = 0
+    """The version of the task workflows' code the task was started with (``workflows.
+    versions``); 0 in histories from before versions."""
 
 
 @dataclass

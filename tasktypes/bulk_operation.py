@@ -19,8 +19,9 @@ from typing import Any, Literal, Self
 
 from temporalio import activity, workflow
 
-from tasktypes._relocating import MOVES_PATCH, settle_replacements
+from tasktypes._relocating import settle_replacements
 from workflows.lifecycle import TaskWorkflow
+from workflows.versions import MOVE_CLEANUP_SETTLES
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import Field, model_validator
@@ -195,7 +196,7 @@ class BulkOperationWorkflow(TaskWorkflow[BulkOperationParams]):
 
     async def cleanup(self) -> None:
         if self.params.operation_type == "move":  # a move cut short leaves no stray object
-            await settle_replacements(self, MOVES_PATCH)
+            await settle_replacements(self, MOVE_CLEANUP_SETTLES)
 
 
 BULK_OPERATION = register(

@@ -34,8 +34,9 @@ from typing import Any, ClassVar
 
 from temporalio import activity, workflow
 
-from tasktypes._relocating import REWRITES_PATCH, settle_replacements
+from tasktypes._relocating import settle_replacements
 from workflows.lifecycle import TaskWorkflow
+from workflows.versions import REWRITE_CLEANUP_SETTLES
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import Field, SecretStr
@@ -177,7 +178,8 @@ class _RewriteWorkflow(TaskWorkflow[Any]):
         return await self.step(self.step_name, final=True)
 
     async def cleanup(self) -> None:
-        await settle_replacements(self, REWRITES_PATCH)  # a rewrite cut short: no stray object
+        # A rewrite cut short: no stray object.
+        await settle_replacements(self, REWRITE_CLEANUP_SETTLES)
 
 
 @workflow.defn(name="FileEncrypt")

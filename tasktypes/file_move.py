@@ -13,8 +13,9 @@ from typing import Any
 
 from temporalio import activity, workflow
 
-from tasktypes._relocating import MOVES_PATCH, settle_replacements
+from tasktypes._relocating import settle_replacements
 from workflows.lifecycle import TaskWorkflow
+from workflows.versions import MOVE_CLEANUP_SETTLES
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import Field
@@ -59,7 +60,8 @@ class FileMoveWorkflow(TaskWorkflow[FileMoveParams]):
         return await self.step(move_step, final=True)
 
     async def cleanup(self) -> None:
-        await settle_replacements(self, MOVES_PATCH)  # a move cut short leaves no stray object
+        # A move cut short leaves no stray object.
+        await settle_replacements(self, MOVE_CLEANUP_SETTLES)
 
 
 FILE_MOVE = register(

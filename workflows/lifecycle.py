@@ -41,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.projected import ProjectedTask
     from workflows.projector import Projector
 
+from workflows import versions
+
 P = TypeVar("P", bound=BaseModel)
 Step = Callable[[StepRequest], Awaitable[StepResult]]
 
@@ -86,6 +88,11 @@ class TaskWorkflow(ProjectedTask, Generic[P]):
         return None
 
     # --- what a type calls ------------------------------------------------------------------
+
+    def has(self, change: versions.Change) -> bool:
+        """Whether this task runs with ``change``: false when replaying a history recorded
+        before it, whose commands must stay as they were (``workflows.versions``)."""
+        return versions.has(self.task_input.version, change)
 
     @property
     def params(self) -> P:
@@ -223,6 +230,7 @@ class TaskWorkflow(ProjectedTask, Generic[P]):
                     retry=self.task_input.retry,
                     heartbeat_timeout_seconds=self.task_input.heartbeat_timeout_seconds,
                     state=self._state,
+                    version=self.task_input.version,
                 )
             )
 
@@ -232,7 +240,7 @@ class TaskWorkflow(ProjectedTask, Generic[P]):
     async def run(self, inp: TaskInput) -> TaskOutcome:
         self._inp = inp
         self._state = inp.state
-        self._projector = Projector(inp.header, inp.state.seq)
+        self._projector = Projector(inp.header, inp.state.seq, inp.version)
         self._status = TaskStatus(inp.state.status)
         task_type = registry.get(inp.header.type)
         if task_type is None or task_type.params is None:

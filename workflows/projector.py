@@ -22,7 +22,7 @@ also apply the task's Completed write itself (``reserve``), in one transaction w
 it carried when its work is short (``activities.steps``).
 
 Histories recorded before writes rode with steps replay the old way: one local activity per
-write, awaited where it is made (``_CARRY_PATCH``).
+write, awaited where it is made (``versions.CARRIED_PROJECTION``).
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ with workflow.unsafe.imports_passed_through():
     from taskdrive.projection import ProjectionWrite, TaskHeader
     from taskdrive.temporal import SA_STATUS
 
-PROJECT_ACTIVITY = "project_task"  # one write; histories before _CARRY_PATCH
+from workflows import versions
+
+PROJECT_ACTIVITY = "project_task"  # one write; histories before CARRIED_PROJECTION
 PROJECT_WRITES_ACTIVITY = "project_task_writes"  # several, in one transaction
-_LOCAL_PATCH = "projection-local-activity"
-_CARRY_PATCH = "projection-carried-by-steps"
 
 # The projection must catch up however long Postgres is away: retry forever, backing off.
 _RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
@@ -48,11 +48,13 @@ _TIMEOUT = timedelta(seconds=30)
 
 
 class Projector:
-    """Numbers the writes of one task; the numbering survives continue-as-new via ``seq``."""
+    """Numbers the writes of one task; the numbering survives continue-as-new via ``seq``.
+    ``version``: the task's (``workflows.versions``)."""
 
-    def __init__(self, header: TaskHeader, seq: int) -> None:
+    def __init__(self, header: TaskHeader, seq: int, version: int) -> None:
         self.header = header
         self.seq = seq
+        self.version = version
         self._unconfirmed: list[ProjectionWrite] = []
         self._carried = 0  # the highest seq handed to a step
 
@@ -61,7 +63,7 @@ class Projector:
     ) -> None:
         """Queues a write for the next step or ``flush_pending``; ``wait``: delivers it now."""
         write = self._numbered(status, event_type, **fields)
-        if not workflow.patched(_CARRY_PATCH):
+        if not versions.has(self.version, versions.CARRIED_PROJECTION):
             await self._send_one(write)
             return
         self._unconfirmed.append(write)
@@ -78,7 +80,7 @@ class Projector:
         """The next write, numbered but not queued, for a final step to apply when its work is
         done. Its number is spent either way: if the step stops short, later writes outrank
         a late application of it. None on histories before carried writes."""
-        if not workflow.patched(_CARRY_PATCH):
+        if not versions.has(self.version, versions.CARRIED_PROJECTION):
             return None
         return self._numbered(status, event_type, **fields)
 
@@ -115,7 +117,7 @@ class Projector:
         self.confirm(writes)
 
     async def _send_one(self, write: ProjectionWrite) -> None:
-        if workflow.patched(_LOCAL_PATCH):
+        if versions.has(self.version, versions.LOCAL_PROJECTION):
             await workflow.execute_local_activity(
                 PROJECT_ACTIVITY, write, start_to_close_timeout=_TIMEOUT, retry_policy=_RETRY
             )

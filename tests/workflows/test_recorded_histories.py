@@ -1,15 +1,17 @@
 """Histories recorded by earlier versions of the task workflows still replay.
 
 A task in flight when the worker is upgraded continues on the new code from its history, so
-every change to what a workflow commands must keep old histories replaying (``workflow.
-patched``). ``histories/`` holds histories recorded before such changes: a NoOp task, a
+every change to what a workflow commands must keep old histories replaying (``workflows.
+versions``). ``histories/`` holds histories recorded before such changes: a NoOp task, a
 FileChecksum paused and resumed, one retried after a transient failure, an upload paused and
 resumed, and an upload cancelled, from when every projection write was a local activity;
 ``carried-*`` the same from when writes rode with steps (``workflows.projector``), with a
 FileDecrypt failed on a wrong password and a FileMove failed on an unknown pool, from before
 their cleanup settled replacements; ``rewrite-cleanup-*`` and ``move-cleanup-*`` the two with
-that cleanup (``tasktypes._relocating``). Record one
-with ``WorkflowHandle.fetch_history()`` and ``WorkflowHistory.to_json()`` before changing
+that cleanup (``tasktypes._relocating``), all told apart by patch markers; ``v1-*`` a NoOp
+task, a FileMove failed on an unknown pool and an upload paused and resumed, and one
+cancelled, from when the version came with the input and histories had no markers. Record
+one with ``WorkflowHandle.fetch_history()`` and ``WorkflowHistory.to_json()`` before changing
 what a workflow commands.
 """
 
@@ -39,4 +41,4 @@ async def test_a_recorded_history_replays(name: str) -> None:
 
 
 def test_there_are_recorded_histories() -> None:
-    assert len(HISTORIES) >= 13
+    assert len(HISTORIES) >= 17
