@@ -109,7 +109,8 @@ async def _pipelined(
     (psycopg's pipeline mode); whether the last write applied."""
     async with connection.pipeline(), connection.cursor() as cursor:
         for params in writes:
-            await cursor.execute(_LOCK, params)
+            if params["seq"] > 0:  # a create (seq 0) finds no row to lock, nor a write to race
+                await cursor.execute(_LOCK, params)
             await cursor.execute(_APPLY, params)
         if commit:
             await connection.commit()
