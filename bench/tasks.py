@@ -6,7 +6,8 @@ server, Postgres, worker and API as subprocesses over a temp data folder), then,
 
 * tasks: N NoOp tasks (default 200) created through ``POST /api/tasks``, ``--parallel``
   requests in flight, timed from the first create until Postgres shows all of them Completed
-  (polled every 50 ms: the projection is what clients see);
+  (the projection is what clients see): until the last of its ``task.completed``
+  notifications (LISTEN), then counted in the table;
 * raw: N workflows of ``bench.raw_noop`` (one no-op activity), the same number of starts in
   flight, on their own task queue of the same dev server, served by a worker in this process
   with the activity concurrency the system's worker has for NoOp's category and the SDK's
@@ -25,14 +26,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
+import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
@@ -44,12 +48,12 @@ from bench.raw_noop import RawNoOp, nothing
 from bench.rounds import Round, median_round, rounds_note
 from bench.upload import READY_TIMEOUT, System, note, print_figures, running_system
 from taskdrive.auth import issue_token
-from taskdrive.db.engine import make_engine
+from taskdrive.db.engine import make_engine, psycopg_dsn
 from taskdrive.db.models import Task
+from taskdrive.db.projection import NOTIFY_CHANNEL
 from taskdrive.statuses import TaskStatus
 from tasktypes.noop import NO_OP
 
-POLL_INTERVAL = 0.05  # seconds between counts of the Completed tasks
 ROUND_TIMEOUT = 600.0  # bounds a hang, asserts nothing
 WARM_UP = 20  # tasks and workflows of each kind before the timed rounds
 
@@ -79,11 +83,55 @@ class Side(Protocol):
         """Runs ``count`` of its kind, ``parallel`` starts in flight; returns how many a second."""
 
 
+class Completions:
+    """Counts each account's tasks ended, from the projection's notifications: a round ends
+    as its last task's Completed write commits, not at the next poll of the table."""
+
+    def __init__(self) -> None:
+        self._ended: dict[tuple[str, str], int] = collections.Counter()
+        self._changed = asyncio.Event()
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def listening(cls, dsn: str) -> AsyncIterator[Completions]:
+        completions = cls()
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            reader = asyncio.create_task(completions._read(conn))
+            try:
+                yield completions
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+    async def _read(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async for notification in conn.notifies():
+            event = json.loads(notification.payload)
+            if event["type"] in _ENDINGS:
+                self._ended[event["accountId"], event["type"]] += 1
+                self._changed.set()
+
+    async def wait(self, account: uuid.UUID, count: int) -> None:
+        """Returns once ``count`` of the account's tasks are Completed."""
+        while self._ended[str(account), _COMPLETED] < count:
+            if failed := sum(self._ended[str(account), ending] for ending in _FAILURES):
+                raise BenchError(f"{failed} NoOp task(s) ended other than Completed")
+            await self._changed.wait()
+            self._changed.clear()
+
+
+_COMPLETED = "task.completed"
+_FAILURES = ("task.failed", "task.cancelled", "task.expired")
+_ENDINGS = (_COMPLETED, *_FAILURES)
+
+
 @dataclass(frozen=True)
 class TaskSide:
     client: httpx.AsyncClient
     system: System
     engine: AsyncEngine
+    completions: Completions
 
     async def run(self, count: int, parallel: int) -> float:
         """NoOp tasks a second, create to Completed in the projection."""
@@ -100,10 +148,11 @@ class TaskSide:
 
         began = time.monotonic()
         await in_flight(count, parallel, create)
-        while True:
-            if await self._completed(account) == count:
-                return count / (time.monotonic() - began)
-            await asyncio.sleep(POLL_INTERVAL)  # pacing between polls of the projection
+        await self.completions.wait(account, count)
+        rate = count / (time.monotonic() - began)
+        if (completed := await self._completed(account)) != count:
+            raise BenchError(f"{completed} of {count} NoOp tasks are Completed in the table")
+        return rate
 
     async def _completed(self, account: uuid.UUID) -> int:
         done = func.count().filter(Task.status == TaskStatus.COMPLETED)
@@ -163,7 +212,8 @@ async def run(options: Options) -> list[str]:
                 workflow_runner=runner,
             )
             await stack.enter_async_context(raw_worker)
-        tasks = TaskSide(client, system, engine)
+        completions = await stack.enter_async_context(Completions.listening(psycopg_dsn(settings)))
+        tasks = TaskSide(client, system, engine, completions)
         raw, bare = RawSide(temporal, raw_queue), RawSide(temporal, bare_queue)
         note("warming up")  # connections, imports, the first workflows and activities
         for warm in (tasks, raw, bare):
