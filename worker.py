@@ -18,7 +18,7 @@ import tasktypes  # noqa: F401  # importing it registers every task type
 from activities import runtime
 from activities.projection import ProjectionActivities
 from activities.task_logs import TaskLogSink
-from taskdrive import registry
+from taskdrive import heap, registry
 from taskdrive.db.engine import make_engine, make_sessionmaker
 from taskdrive.pools import PoolRegistry
 from taskdrive.settings import Settings, load_settings
@@ -95,6 +95,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     runtime.install(runtime.Runtime(settings, engine, sessions, pools, task_logs))
     client = await connect(settings)
     workers = build_workers(settings, client, activities)
+    heap.freeze_startup()
     log.info("worker polling %s", ", ".join(w.task_queue for w in workers))
     try:
         async with asyncio.TaskGroup() as group:

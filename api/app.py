@@ -14,6 +14,7 @@ from api.deps import Services
 from api.events import EventHub
 from api.frontier_hash import FrontierHasher
 from api.routes import events, files, health, tasks, upload_tasks, uploads
+from taskdrive import heap
 from taskdrive.db.engine import make_engine, make_sessionmaker, psycopg_dsn
 from taskdrive.pools import PoolRegistry
 from taskdrive.settings import Settings, load_settings
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             frontier=FrontierHasher(sessions),
         )
         app.state.services = services
+        heap.freeze_startup()
         try:
             yield
         finally:
