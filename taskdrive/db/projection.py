@@ -107,10 +107,14 @@ async def _pipelined(
 ) -> bool:
     """Each write's lock and upsert, in order, and COMMIT when asked, in one round trip
     (psycopg's pipeline mode); whether the last write applied."""
+    locked: set[str] = set()
     async with connection.pipeline(), connection.cursor() as cursor:
         for params in writes:
-            if params["seq"] > 0:  # a create (seq 0) finds no row to lock, nor a write to race
+            # A create (seq 0) finds no row to lock, nor a write to race; a row locked by an
+            # earlier write here stays locked until the commit.
+            if params["seq"] > 0 and params["task_id"] not in locked:
                 await cursor.execute(_LOCK, params)
+                locked.add(params["task_id"])
             await cursor.execute(_APPLY, params)
         if commit:
             await connection.commit()
