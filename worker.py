@@ -126,8 +126,8 @@ def main() -> None:
             loop.add_signal_handler(sig, stop.set)
         await run(settings, stop)
 
-    # uvloop: about a tenth of the worker's CPU per small task is the event loop's own
-    # (bench/tasks.py), and each database round trip registers and drops a reader on it.
+    # uvloop: on asyncio's own loop, about a tenth of the worker's CPU per small task was the
+    # loop itself (bench/tasks.py); each database round trip registers and drops a reader.
     uvloop.run(_main())
 
 
