@@ -211,7 +211,9 @@ async def start(
             [
                 SearchAttributePair(SA_TASK_TYPE, header.type),
                 SearchAttributePair(SA_ACCOUNT_ID, header.account_id),
-                SearchAttributePair(SA_STATUS, str(TaskStatus.PENDING)),
+                # Not Pending: the workflow's first act is to start the task, and an upsert
+                # to InProgress then would cost it a visibility write (STATUS_ON_CHANGE).
+                SearchAttributePair(SA_STATUS, str(TaskStatus.IN_PROGRESS)),
             ]
         ),
         memo={"name": header.name},

@@ -7,9 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.converter import decode_typed_search_attributes
 
 from taskdrive.settings import Settings
+from taskdrive.temporal import SA_STATUS
 from tests.fixtures.app import worker_running, workflows_only
 from tests.uploading import complete, create, poll_until, send_chunks
 
@@ -138,3 +141,28 @@ async def cancel_unanswered(
         await pending_activity(client, task_id, cleanup_activity)
     async with worker_running(settings):
         await wait_task(api, headers, task_id, "Cancelled")
+
+
+async def web_ui_finds(client: Client, task_id: str, status: str) -> None:
+    """Waits until an operator's search for ``TaskdriveStatus="<status>"`` in the Web UI lists
+    the task's workflow (visibility follows the workflow a moment later)."""
+
+    async def found() -> dict[str, Any]:
+        query = f'WorkflowId = "{task_id}" AND {SA_STATUS.name} = "{status}"'
+        return {"ids": [w.id async for w in client.list_workflows(query)]}
+
+    await poll_until(found, lambda view: view["ids"] == [task_id], deadline=30, what=status)
+
+
+async def status_upserts(client: Client, task_id: str) -> list[str]:
+    """The values the task's workflow upserted its TaskdriveStatus to, in order (its current
+    run's history)."""
+    history = await client.get_workflow_handle(task_id).fetch_history()
+    values: list[str] = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            upserted = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            value = decode_typed_search_attributes(upserted).get(SA_STATUS)
+            if value is not None:
+                values.append(value)
+    return values

@@ -282,7 +282,7 @@ class TaskWorkflow(ProjectedTask, Generic[P]):
         self._state.progress = 100.0
         self._message = None
         if self._final_results is not None and self._final_results == results:
-            Projector.mark_status(self._status)  # the final step projected Completed
+            self._require_projector().mark_status(self._status)  # the final step projected it
         else:
             await self._write("task.completed", finished=True, results=results)
         return TaskOutcome(status=TaskStatus.COMPLETED, results=results)

@@ -87,7 +87,7 @@ class ProjectedTask(Interrupts):
         )
         self._state.seq = projector.seq
         if event != "task.progress":
-            Projector.mark_status(self._status)
+            projector.mark_status(self._status)
 
     def _reserve_completion(self) -> ProjectionWrite | None:
         """The Completed write a final step applies with its results (see ``step``)."""

@@ -137,7 +137,14 @@ class Projector:
             **fields,
         )
 
-    @staticmethod
-    def mark_status(status: str) -> None:
-        """Keeps the Web UI's TaskdriveStatus search attribute in step with the projection."""
+    def mark_status(self, status: str) -> None:
+        """Keeps the Web UI's TaskdriveStatus search attribute in step with the projection.
+        Each upsert is a history event and a visibility write, so one that would not change
+        the value is left out (the value as of the start and every upsert since is in the
+        workflow's info: this replays the same)."""
+        if (
+            versions.has(self.version, versions.STATUS_ON_CHANGE)
+            and workflow.info().typed_search_attributes.get(SA_STATUS) == status
+        ):
+            return
         workflow.upsert_search_attributes([SA_STATUS.value_set(status)])

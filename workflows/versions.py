@@ -40,7 +40,12 @@ MOVE_CLEANUP_SETTLES = Change(1, "move-cleanup-settles")
 REWRITE_CLEANUP_SETTLES = Change(1, "rewrite-cleanup-settles")
 """FileEncrypt's and FileDecrypt's cleanup settles a cut-short rewrite."""
 
-CURRENT = 1
+STATUS_ON_CHANGE = Change(2)
+"""The Web UI's TaskdriveStatus attribute is upserted only when its value changes, and the
+API starts tasks with it InProgress (it started Pending, and every write but progress upserted
+it: the first step's InProgress, and each retry's, were one visibility write apiece)."""
+
+CURRENT = 2
 """The version the API starts tasks with: every change above is in it."""
 
 

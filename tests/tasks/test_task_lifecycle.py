@@ -21,8 +21,10 @@ from tests.tasking import (
     get_task,
     logs,
     pause_midway,
+    status_upserts,
     upload_file,
     wait_task,
+    web_ui_finds,
 )
 from tests.uploading import random_bytes, sha256
 
@@ -44,12 +46,13 @@ async def _checksum_task(
 
 
 async def test_pause_stops_at_a_checkpoint_and_resume_continues_from_it(
-    slow_api: httpx.AsyncClient, account: Account
+    slow_api: httpx.AsyncClient, account: Account, temporal_client: Client
 ) -> None:
     account_id, headers = account
     task, files = await _checksum_task(slow_api, headers, 6)
     task_id = task["taskId"]
     await pause_midway(slow_api, headers, task_id)
+    await web_ui_finds(temporal_client, task_id, "Paused")
     hashed_before = await logs(slow_api, headers, task_id)
     assert 0 < len(hashed_before) < 6
 
@@ -78,6 +81,8 @@ async def test_pause_stops_at_a_checkpoint_and_resume_continues_from_it(
     completed = await slow_api.post(f"/api/tasks/{task_id}/resume", headers=headers)
     assert completed.status_code == 409
     assert completed.json()["details"]["status"] == "Completed"
+    await web_ui_finds(temporal_client, task_id, "Completed")
+    assert await status_upserts(temporal_client, task_id) == ["Paused", "InProgress", "Completed"]
 
 
 async def test_cancel_ends_a_running_task_cancelled(
@@ -153,7 +158,10 @@ async def vanishing(
 
 
 async def test_a_transient_failure_is_retried_then_succeeds(
-    api: httpx.AsyncClient, account: Account, vanishing: tuple[bytes, str, VanishingFile]
+    api: httpx.AsyncClient,
+    account: Account,
+    vanishing: tuple[bytes, str, VanishingFile],
+    temporal_client: Client,
 ) -> None:
     _, headers = account
     data, file_id, stored = vanishing  # the storage "goes away"
@@ -167,6 +175,8 @@ async def test_a_transient_failure_is_retried_then_succeeds(
     assert done["retryCount"] >= 1
     assert done["lastError"] == retrying["lastError"]
     assert list(done["results"]["digests"].values()) == [sha256(data)]
+    # In the Web UI it was InProgress from the start; a retry changes no status there.
+    assert await status_upserts(temporal_client, task["taskId"]) == ["Completed"]
 
 
 async def test_retry_runs_a_failed_task_again_as_the_same_task(

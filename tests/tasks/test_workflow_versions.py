@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
 from taskdrive.tasks import TaskInput
-from tests.tasking import create_task, upload_file, wait_task
+from tests.tasking import create_task, status_upserts, upload_file, wait_task
 from tests.uploading import random_bytes
 from worker import all_workflows
 from workflows import versions
@@ -61,8 +61,10 @@ async def test_a_completed_task_records_its_version_and_no_marker(
 
     history = await _history(temporal_client, created["taskId"])
     await _assert_versioned_by_input(temporal_client, history)
-    # Its writes rode with its step: no local activity delivered them.
+    # Its writes rode with its step: no local activity delivered them. It started InProgress
+    # for the Web UI, so its one status upsert is its outcome.
     assert _activities(history) == ["NoOp.nothing"]
+    assert await status_upserts(temporal_client, created["taskId"]) == ["Completed"]
     await _replays(history)
 
 

@@ -9,8 +9,9 @@ resumed, and an upload cancelled, from when every projection write was a local a
 FileDecrypt failed on a wrong password and a FileMove failed on an unknown pool, from before
 their cleanup settled replacements; ``rewrite-cleanup-*`` and ``move-cleanup-*`` the two with
 that cleanup (``tasktypes._relocating``), all told apart by patch markers; ``v1-*`` a NoOp
-task, a FileMove failed on an unknown pool and an upload paused and resumed, and one
-cancelled, from when the version came with the input and histories had no markers. Record
+task, a FileMove failed on an unknown pool, an upload paused and resumed, one cancelled, and
+a FileChecksum retried, from when the version came with the input and histories had no
+markers, but the status attribute started Pending and was upserted on every write. Record
 one with ``WorkflowHandle.fetch_history()`` and ``WorkflowHistory.to_json()`` before changing
 what a workflow commands.
 """
@@ -41,4 +42,4 @@ async def test_a_recorded_history_replays(name: str) -> None:
 
 
 def test_there_are_recorded_histories() -> None:
-    assert len(HISTORIES) >= 17
+    assert len(HISTORIES) >= 18
