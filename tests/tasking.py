@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHistory,
+)
 from temporalio.converter import decode_typed_search_attributes
+from temporalio.exceptions import CancelledError
 
 from taskdrive.settings import Settings
 from taskdrive.temporal import SA_STATUS
@@ -111,6 +118,16 @@ async def pause_midway(
     return at_pause
 
 
+async def closed_cancelled(client: Client, task_id: str) -> None:
+    """Waits for the task's workflow to close and checks Temporal recorded it Canceled.
+
+    The projection's Cancelled is the workflow's last write before it closes, so a task seen
+    Cancelled through the API may still be running in Temporal for a moment."""
+    assert isinstance(await _closed(client, task_id), CancelledError)
+    described = await client.get_workflow_handle(task_id).describe()
+    assert described.status == WorkflowExecutionStatus.CANCELED
+
+
 async def pending_activity(client: Client, task_id: str, activity_type: str) -> None:
     """Waits until the task's workflow has scheduled an activity of ``activity_type``."""
 
@@ -154,10 +171,30 @@ async def web_ui_finds(client: Client, task_id: str, status: str) -> None:
     await poll_until(found, lambda view: view["ids"] == [task_id], deadline=30, what=status)
 
 
+async def closed_history(client: Client, task_id: str) -> WorkflowHistory:
+    """The whole history of a finished task's workflow (its current run).
+
+    A task's outcome is projected by its last step; the workflow closes a moment later, with
+    its status upsert, so this waits for the close."""
+    await _closed(client, task_id)
+    return await client.get_workflow_handle(task_id).fetch_history()
+
+
+async def _closed(client: Client, task_id: str) -> BaseException | None:
+    """Waits, a minute at most, for the task's workflow to close; what it failed with, if it
+    did not complete."""
+    async with asyncio.timeout(60):
+        try:
+            await client.get_workflow_handle(task_id).result()
+        except WorkflowFailureError as failure:
+            return failure.cause
+    return None
+
+
 async def status_upserts(client: Client, task_id: str) -> list[str]:
-    """The values the task's workflow upserted its TaskdriveStatus to, in order (its current
-    run's history)."""
-    history = await client.get_workflow_handle(task_id).fetch_history()
+    """The values a finished task's workflow upserted its TaskdriveStatus to, in order (its
+    current run's history)."""
+    history = await closed_history(client, task_id)
     values: list[str] = []
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 
 from taskdrive.settings import Settings
 from taskdrive.tasks import (
@@ -21,7 +21,7 @@ from taskdrive.tasks import (
 from tests.api.test_upload_rules import assert_error
 from tests.fixtures.app import S3_POOL_ID, api_client, local_pool_dir
 from tests.fixtures.s3 import s3_client
-from tests.tasking import audit_trail
+from tests.tasking import audit_trail, closed_cancelled
 from tests.uploading import (
     complete,
     create,
@@ -150,7 +150,7 @@ async def test_cancellation_requested_in_temporal_cleans_up_like_the_signal(
     handle = temporal_client.get_workflow_handle(upload.task_id)
     await handle.cancel()
     await wait_for_status(api, headers, upload.task_id, "Cancelled")
-    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    await closed_cancelled(temporal_client, upload.task_id)
     after = {p for p in local_pool_dir(settings).rglob("*") if p.is_file()}
     assert len(staged - after) == 1
 

@@ -35,6 +35,7 @@ from tests.fixtures.app import (
 from tests.fixtures.s3 import s3_client
 from tests.tasking import (
     cancel_unanswered,
+    closed_history,
     create_task,
     get_task,
     pending_activity,
@@ -234,7 +235,7 @@ async def test_an_upload_with_encrypt_password_is_stored_encrypted(
     assert task["parameters"]["encryptPassword"] == "********"
     assert task["results"]["fileName"] == "secret.bin.age"
 
-    history = await temporal_client.get_workflow_handle(upload.task_id).fetch_history()
+    history = await closed_history(temporal_client, upload.task_id)
     replayed = await Replayer(workflows=[FileUploadWorkflow]).replay_workflow(
         history, raise_on_replay_failure=False
     )

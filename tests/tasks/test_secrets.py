@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
-from tests.tasking import create_task, logs, upload_file, wait_task
+from tests.tasking import closed_history, create_task, logs, upload_file, wait_task
 from tests.uploading import complete, create, random_bytes, send_chunks
 
 Account = tuple[uuid.UUID, dict[str, str]]
@@ -42,7 +42,7 @@ def database_text(settings: Settings) -> str:
 async def history_bytes(client: Client, workflow_id: str) -> bytes:
     """The workflow's whole history, serialized: payloads as their raw (JSON) bytes, and as
     the JSON export shows them (base64) in case something there is shown decoded."""
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    history = await closed_history(client, workflow_id)
     raw = b"".join(event.SerializeToString() for event in history.events)
     return raw + history.to_json().encode()
 

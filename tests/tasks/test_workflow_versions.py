@@ -12,17 +12,13 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
 from taskdrive.tasks import TaskInput
-from tests.tasking import create_task, status_upserts, upload_file, wait_task
+from tests.tasking import closed_history, create_task, status_upserts, upload_file, wait_task
 from tests.uploading import random_bytes
 from worker import all_workflows
 from workflows import versions
 
 Account = tuple[uuid.UUID, dict[str, str]]
 PATCH_MARKER = "core_patch"  # the marker name of workflow.patched in Temporal's core SDK
-
-
-async def _history(client: Client, task_id: str) -> WorkflowHistory:
-    return await client.get_workflow_handle(task_id).fetch_history()
 
 
 async def _assert_versioned_by_input(client: Client, history: WorkflowHistory) -> None:
@@ -59,7 +55,7 @@ async def test_a_completed_task_records_its_version_and_no_marker(
     created = await create_task(api, headers, "NoOp", {})
     await wait_task(api, headers, created["taskId"], "Completed")
 
-    history = await _history(temporal_client, created["taskId"])
+    history = await closed_history(temporal_client, created["taskId"])
     await _assert_versioned_by_input(temporal_client, history)
     # Its writes rode with its step: no local activity delivered them. It started InProgress
     # for the Web UI, so its one status upsert is its outcome.
@@ -78,7 +74,7 @@ async def test_a_failed_move_runs_its_versioned_cleanup_without_a_marker(
     )
     await wait_task(api, headers, created["taskId"], "Failed")
 
-    history = await _history(temporal_client, created["taskId"])
+    history = await closed_history(temporal_client, created["taskId"])
     await _assert_versioned_by_input(temporal_client, history)
     assert _activities(history)[-1] == "relocation.settle_moves"
     await _replays(history)

@@ -14,6 +14,7 @@ from taskdrive.tasks import (
     LifecycleSignal,
 )
 from tasktypes.file_upload import FileUploadWorkflow
+from tests.tasking import closed_history
 from tests.uploading import complete, create, random_bytes, send_chunks, wait_for_status
 
 
@@ -36,6 +37,6 @@ async def test_histories_replay_without_nondeterminism(
 
     replayer = Replayer(workflows=[FileUploadWorkflow])
     for task_id in (finished.task_id, cancelled.task_id):
-        history = await temporal_client.get_workflow_handle(task_id).fetch_history()
+        history = await closed_history(temporal_client, task_id)
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, result.replay_failure
