@@ -27,6 +27,7 @@ from temporalio.common import (
 
 from api.deps import Services
 from api.schemas.tasks import CreateTaskRequest
+from api.temporal_calls import wait_closed
 from taskdrive import registry
 from taskdrive.auth import Principal
 from taskdrive.db.models import Task
@@ -227,6 +228,16 @@ async def start(
 async def retry_task(services: Services, session: AsyncSession, task: Task, by: str) -> None:
     """Runs a Failed or Cancelled task again as the same task, from its original input."""
     client = await services.temporal()
+    # Its last run projected the outcome in its last step and closes a moment later;
+    # Temporal starts no new run of the task while that one is open.
+    if not await wait_closed(client, task.task_id, services.settings.task_retry_wait_seconds):
+        raise TaskdriveError(
+            ErrorCode.INVALID_TASK_STATE,
+            f"task {task.task_id} is {task.status}, but its last run has not closed in "
+            "Temporal yet; try again",
+            taskId=task.task_id,
+            status=task.status,
+        )
     previous = await _first_input(client, task.task_id)
     seq = task.seq + 1
     await apply_projection(

@@ -37,6 +37,18 @@ async def signal(client: Client, task_id: str, name: str, arg: Any, *, required:
         return False
 
 
+async def wait_closed(client: Client, task_id: str, wait_seconds: float) -> bool:
+    """Whether the workflow's latest run has closed, however it ended, waiting up to
+    ``wait_seconds`` for it."""
+    try:
+        await asyncio.wait_for(client.get_workflow_handle(task_id).result(), wait_seconds)
+    except TimeoutError:
+        return False
+    except WorkflowFailureError:
+        pass  # failed, cancelled, terminated or timed out: closed all the same
+    return True
+
+
 async def wait_result(
     client: Client, task_id: str, result_type: type[T], wait_seconds: float
 ) -> T | None:

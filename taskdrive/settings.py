@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     upload_complete_wait_seconds: float = Field(
         default=30, ge=0, description="How long complete waits for assembly before answering 202."
     )
+    task_retry_wait_seconds: float = Field(
+        default=15,
+        ge=0,
+        description="A retry waits this long for the task's last run to close in Temporal "
+        "(it closes a moment after its outcome shows), then answers 409.",
+    )
     upload_progress_interval_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -123,7 +123,7 @@ async def closed_cancelled(client: Client, task_id: str) -> None:
 
     The projection's Cancelled is the workflow's last write before it closes, so a task seen
     Cancelled through the API may still be running in Temporal for a moment."""
-    assert isinstance(await _closed(client, task_id), CancelledError)
+    assert isinstance(await run_closed(client, task_id), CancelledError)
     described = await client.get_workflow_handle(task_id).describe()
     assert described.status == WorkflowExecutionStatus.CANCELED
 
@@ -176,11 +176,11 @@ async def closed_history(client: Client, task_id: str) -> WorkflowHistory:
 
     A task's outcome is projected by its last step; the workflow closes a moment later, with
     its status upsert, so this waits for the close."""
-    await _closed(client, task_id)
+    await run_closed(client, task_id)
     return await client.get_workflow_handle(task_id).fetch_history()
 
 
-async def _closed(client: Client, task_id: str) -> BaseException | None:
+async def run_closed(client: Client, task_id: str) -> BaseException | None:
     """Waits, a minute at most, for the task's workflow to close; what it failed with, if it
     did not complete."""
     async with asyncio.timeout(60):

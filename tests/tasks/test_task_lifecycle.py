@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
-from tests.fixtures.app import S3_POOL_ID
+from taskdrive.tasks import TaskInput
+from tests.fixtures.app import S3_POOL_ID, api_client
 from tests.fixtures.s3 import s3_client
 from tests.tasking import (
     audit_trail,
@@ -21,6 +23,7 @@ from tests.tasking import (
     get_task,
     logs,
     pause_midway,
+    run_closed,
     status_upserts,
     upload_file,
     wait_task,
@@ -195,3 +198,55 @@ async def test_retry_runs_a_failed_task_again_as_the_same_task(
     assert done["taskId"] == task["taskId"]
     assert list(done["results"]["digests"].values()) == [sha256(data)]
     assert (await get_task(api, headers, task["taskId"]))["errorMessage"] is None
+
+
+async def _stand_in_run(
+    client: Client, task_id: str, *, closes_after: timedelta | None = None
+) -> WorkflowHandle[Any, Any]:
+    """An open run of the finished task, as its last run is for a moment after its outcome
+    shows: started with the task's input on a queue no worker polls, so it never runs."""
+    await run_closed(client, task_id)
+    history = await client.get_workflow_handle(task_id).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    (inp,) = await client.data_converter.decode(list(started.input.payloads), [TaskInput])
+    return await client.start_workflow(
+        started.workflow_type.name,
+        inp,
+        id=task_id,
+        task_queue=f"unpolled-{uuid.uuid4().hex[:8]}",
+        execution_timeout=closes_after,
+    )
+
+
+async def test_retry_waits_for_the_last_run_to_close(
+    api: httpx.AsyncClient,
+    account: Account,
+    vanishing: tuple[bytes, str, VanishingFile],
+    settings: Settings,
+    temporal_client: Client,
+) -> None:
+    """Temporal starts no run of a task while another is open, and a task's run closes a
+    moment after its outcome shows: a retry in that moment waits for the close."""
+    _, headers = account
+    data, file_id, stored = vanishing
+    task = await create_task(api, headers, "FileChecksum", {"fileIds": [file_id]}, maxRetries=0)
+    task_id = task["taskId"]
+    await wait_task(api, headers, task_id, "Failed")
+    stored.restore()
+
+    open_run = await _stand_in_run(temporal_client, task_id)
+    impatient = settings.model_copy(update={"task_retry_wait_seconds": 0.2})
+    async with api_client(impatient) as impatient_api:
+        refused = await impatient_api.post(f"/api/tasks/{task_id}/retry", headers=headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "INVALID_TASK_STATE"
+    assert refused.json()["details"]["status"] == "Failed"
+    assert (await get_task(api, headers, task_id))["status"] == "Failed"
+    await open_run.terminate("the test is done with it")
+
+    # A run that closes while the retry waits (Temporal times it out): the retry goes on.
+    await _stand_in_run(temporal_client, task_id, closes_after=timedelta(seconds=2))
+    retried = await api.post(f"/api/tasks/{task_id}/retry", headers=headers)
+    assert retried.status_code == 202, retried.text
+    done = await wait_task(api, headers, task_id, "Completed")
+    assert list(done["results"]["digests"].values()) == [sha256(data)]
