@@ -24,6 +24,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Services
 from api.schemas.tasks import CreateTaskRequest
@@ -264,10 +265,20 @@ async def retry_task(services: Services, session: AsyncSession, task: Task, by: 
 
 async def _first_input(client: Client, task_id: str) -> TaskInput:
     handle = client.get_workflow_handle(task_id)
-    async for event in handle.fetch_history_events():
-        attributes = event.workflow_execution_started_event_attributes
-        payloads = list(attributes.input.payloads)
-        (inp,) = await client.data_converter.decode(payloads, [TaskInput])
-        assert isinstance(inp, TaskInput)
-        return inp
-    raise TaskdriveError(ErrorCode.TASK_GONE, f"task {task_id} has no history to run again")
+    try:
+        async for event in handle.fetch_history_events():
+            attributes = event.workflow_execution_started_event_attributes
+            payloads = list(attributes.input.payloads)
+            (inp,) = await client.data_converter.decode(payloads, [TaskInput])
+            assert isinstance(inp, TaskInput)
+            return inp
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    # The input lives in the history only, and Temporal drops a closed workflow's history
+    # once the namespace's retention has passed.
+    raise TaskdriveError(
+        ErrorCode.TASK_GONE,
+        f"task {task_id} cannot run again: Temporal no longer holds its history",
+        taskId=task_id,
+    )

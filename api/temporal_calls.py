@@ -39,13 +39,17 @@ async def signal(client: Client, task_id: str, name: str, arg: Any, *, required:
 
 async def wait_closed(client: Client, task_id: str, wait_seconds: float) -> bool:
     """Whether the workflow's latest run has closed, however it ended, waiting up to
-    ``wait_seconds`` for it."""
+    ``wait_seconds`` for it. A workflow Temporal no longer holds (past the namespace's
+    retention) has closed."""
     try:
         await asyncio.wait_for(client.get_workflow_handle(task_id).result(), wait_seconds)
     except TimeoutError:
         return False
     except WorkflowFailureError:
         pass  # failed, cancelled, terminated or timed out: closed all the same
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
     return True
 
 

@@ -17,6 +17,7 @@ from taskdrive.settings import Settings
 from taskdrive.tasks import TaskInput
 from tests.fixtures.app import S3_POOL_ID, api_client
 from tests.fixtures.s3 import s3_client
+from tests.fixtures.services import EMPTY_NAMESPACE
 from tests.tasking import (
     audit_trail,
     create_task,
@@ -250,3 +251,26 @@ async def test_retry_waits_for_the_last_run_to_close(
     assert retried.status_code == 202, retried.text
     done = await wait_task(api, headers, task_id, "Completed")
     assert list(done["results"]["digests"].values()) == [sha256(data)]
+
+
+async def test_retry_of_a_task_temporal_no_longer_holds_is_gone(
+    api: httpx.AsyncClient,
+    account: Account,
+    vanishing: tuple[bytes, str, VanishingFile],
+    settings: Settings,
+) -> None:
+    """A task's input lives in its workflow history, which Temporal drops once the
+    namespace's retention has passed. Seen through an API on a namespace that never held it,
+    the task is in that state: still listed, and it cannot run again."""
+    _, headers = account
+    _, file_id, _ = vanishing
+    task = await create_task(api, headers, "FileChecksum", {"fileIds": [file_id]}, maxRetries=0)
+    task_id = task["taskId"]
+    await wait_task(api, headers, task_id, "Failed")
+
+    elsewhere = settings.model_copy(update={"temporal_namespace": EMPTY_NAMESPACE})
+    async with api_client(elsewhere) as elsewhere_api:
+        gone = await elsewhere_api.post(f"/api/tasks/{task_id}/retry", headers=headers)
+    assert gone.status_code == 410, gone.text
+    assert gone.json()["code"] == "TASK_GONE"
+    assert (await get_task(api, headers, task_id))["status"] == "Failed"
