@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.converter import value_to_type
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Services
@@ -120,7 +121,15 @@ async def create_task(
         parameters=public,
     )
     max_retries = body.max_retries if body.max_retries is not None else task_type.retry.max_retries
-    task = await record_created(session, header, max_retries, principal, request_digest=digest)
+    inp = TaskInput(
+        header=header,
+        params=wire,
+        retry=replace(task_type.retry, max_retries=max_retries),
+        heartbeat_timeout_seconds=services.settings.activity_heartbeat_timeout_seconds,
+    )
+    task = await record_created(
+        session, header, max_retries, principal, request_digest=digest, run_input=inp
+    )
     if task is None:  # the key's task exists (perhaps committed a moment ago by a twin request)
         existing = await session.get(Task, task_id, populate_existing=True)
         assert existing is not None
@@ -135,12 +144,6 @@ async def create_task(
         # Here, not before the row is written: a replay under its key answers with its task
         # whatever the account's data has become since. Raising rolls the row back.
         await task_type.validate_create(session, principal.account_id, model)
-    inp = TaskInput(
-        header=header,
-        params=wire,
-        retry=replace(task_type.retry, max_retries=max_retries),
-        heartbeat_timeout_seconds=services.settings.activity_heartbeat_timeout_seconds,
-    )
     await start(services, await services.temporal(), inp, conflict_ok=idempotency_key is not None)
     await session.commit()
     return task, True
@@ -153,10 +156,12 @@ async def record_created(
     principal: Principal,
     *,
     request_digest: str | None = None,
+    run_input: TaskInput | None = None,
 ) -> Task | None:
     """The new task's row, Pending, with its ``task.created`` event (the workflow's writes come
     after it). Returns the row as written, so the create can answer without reading it back,
-    or None when a row with that id exists already."""
+    or None when a row with that id exists already. ``run_input``: what the caller starts the
+    task's workflow with, for a retry to start it again."""
     write = ProjectionWrite(
         header=header,
         seq=0,
@@ -166,7 +171,10 @@ async def record_created(
         max_retries=max_retries,
         actor=str(principal.account_id),
     )
-    if not await apply_projection(session, write, request_digest=request_digest):
+    stored_input = _stored(run_input) if run_input is not None else None
+    if not await apply_projection(
+        session, write, request_digest=request_digest, run_input=stored_input
+    ):
         return None
     at = datetime.fromisoformat(write.occurred_at)
     return Task(  # what the upsert's INSERT branch stores for this write
@@ -189,6 +197,7 @@ async def record_created(
         max_retries=max_retries,
         seq=write.seq,
         request_digest=request_digest,
+        run_input=stored_input,
         created_at=at,
         updated_at=at,
         last_activity=at,
@@ -239,8 +248,18 @@ async def retry_task(services: Services, session: AsyncSession, task: Task, by: 
             taskId=task.task_id,
             status=task.status,
         )
-    previous = await _first_input(client, task.task_id)
+    if task.run_input is not None:
+        previous = value_to_type(TaskInput, task.run_input)
+    else:  # created before tasks kept their input
+        previous = await _first_input(client, task.task_id)
     seq = task.seq + 1
+    state = TaskState(
+        status=TaskStatus.PENDING,
+        seq=seq,
+        retry_count=task.retry_count,
+        run=previous.state.run + 1,
+    )
+    inp = replace(previous, state=state)
     await apply_projection(
         session,
         ProjectionWrite(
@@ -252,15 +271,16 @@ async def retry_task(services: Services, session: AsyncSession, task: Task, by: 
             reason="retried",
             actor=by,
         ),
+        run_input=_stored(inp),
     )
-    state = TaskState(
-        status=TaskStatus.PENDING,
-        seq=seq,
-        retry_count=task.retry_count,
-        run=previous.state.run + 1,
-    )
-    await start(services, client, replace(previous, state=state))
+    await start(services, client, inp)
     await session.commit()
+
+
+def _stored(inp: TaskInput) -> dict[str, Any]:
+    """``inp`` as JSON, as the workflow gets it (Temporal's converter turns the dataclasses
+    into JSON objects the same way; ``value_to_type`` reads them back)."""
+    return asdict(inp)
 
 
 async def _first_input(client: Client, task_id: str) -> TaskInput:

@@ -79,6 +79,9 @@ class Task(Base):
     # Create under an Idempotency-Key: the task id is derived from (account, key); this keeps
     # a digest of the request so reusing the key for a different request is refused.
     request_digest: Mapped[str | None] = mapped_column(String(64))
+    # The input of the task's latest run as its workflow got it (secrets sealed): a retry
+    # runs the task again from it, long after Temporal has dropped the run's history.
+    run_input: Mapped[dict[str, Any] | None]
     deleted_at: Mapped[datetime | None]
 
     __table_args__ = (

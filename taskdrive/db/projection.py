@@ -30,7 +30,7 @@ _APPLY = """
         INSERT INTO tasks (
             task_id, account_id, type, name, description, category, priority, parameters,
             status, progress, status_message, error_code, error_message, seq, results,
-            retry_count, max_retries, last_error, request_digest,
+            retry_count, max_retries, last_error, request_digest, run_input,
             created_at, updated_at, last_activity, started_at, completed_at
         ) VALUES (
             %(task_id)s, %(account_id)s, %(type)s, %(name)s, %(description)s, %(category)s,
@@ -38,7 +38,7 @@ _APPLY = """
             %(status)s, %(progress)s, %(status_message)s, %(error_code)s, %(error_message)s,
             %(seq)s, COALESCE(%(results)s::jsonb, '{}'::jsonb),
             COALESCE(%(retry_count)s, 0), COALESCE(%(max_retries)s, 0), %(last_error)s,
-            %(request_digest)s, %(at)s, %(at)s, %(at)s,
+            %(request_digest)s, %(run_input)s::jsonb, %(at)s, %(at)s, %(at)s,
             CASE WHEN %(started)s THEN %(at)s END, CASE WHEN %(finished)s THEN %(at)s END
         )
         ON CONFLICT (task_id) DO UPDATE SET
@@ -54,6 +54,7 @@ _APPLY = """
             retry_count = COALESCE(%(retry_count)s, tasks.retry_count),
             max_retries = COALESCE(%(max_retries)s, tasks.max_retries),
             last_error = COALESCE(%(last_error)s, tasks.last_error),
+            run_input = COALESCE(%(run_input)s::jsonb, tasks.run_input),
             started_at = CASE WHEN %(started)s
                 THEN COALESCE(tasks.started_at, excluded.started_at) ELSE tasks.started_at END,
             completed_at = CASE WHEN %(finished)s
@@ -75,16 +76,22 @@ _APPLY = """
 
 
 async def apply_projection(
-    session: AsyncSession, write: ProjectionWrite, *, request_digest: str | None = None
+    session: AsyncSession,
+    write: ProjectionWrite,
+    *,
+    request_digest: str | None = None,
+    run_input: dict[str, Any] | None = None,
 ) -> bool:
     """Applies ``write`` in the session's transaction; returns False when a newer write won.
 
-    ``request_digest`` goes into a row this write creates (an idempotent create's request).
+    ``request_digest`` goes into a row this write creates (an idempotent create's request),
+    ``run_input`` into the row as the input of the run the caller starts.
     The caller commits. The event and the notification go out only if the row changed. The
     lock and the write go in one round trip (psycopg's pipeline mode).
     """
     connection = await driver_connection(session)
-    return await _pipelined(connection, [_params(write, request_digest)], commit=False)
+    params = _params(write, request_digest, run_input)
+    return await _pipelined(connection, [params], commit=False)
 
 
 async def apply_writes(engine: AsyncEngine, writes: Sequence[ProjectionWrite]) -> bool:
@@ -99,7 +106,7 @@ async def apply_writes(engine: AsyncEngine, writes: Sequence[ProjectionWrite]) -
         return False
     async with engine.connect() as pooled:
         connection = await driver_connection(pooled)
-        return await _pipelined(connection, [_params(w, None) for w in writes], commit=True)
+        return await _pipelined(connection, [_params(w) for w in writes], commit=True)
 
 
 async def _pipelined(
@@ -122,7 +129,11 @@ async def _pipelined(
     return applied is not None
 
 
-def _params(write: ProjectionWrite, request_digest: str | None) -> dict[str, Any]:
+def _params(
+    write: ProjectionWrite,
+    request_digest: str | None = None,
+    run_input: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     header = write.header
     return {
         "task_id": header.task_id,
@@ -144,6 +155,7 @@ def _params(write: ProjectionWrite, request_digest: str | None) -> dict[str, Any
         "max_retries": write.max_retries,
         "last_error": write.last_error,
         "request_digest": request_digest,
+        "run_input": json.dumps(run_input) if run_input is not None else None,
         "at": datetime.fromisoformat(write.occurred_at),
         "started": write.started,
         "finished": write.finished,

@@ -15,7 +15,7 @@ from temporalio.client import Client, WorkflowHandle
 from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
 from taskdrive.tasks import TaskInput
-from tests.fixtures.app import S3_POOL_ID, api_client
+from tests.fixtures.app import S3_POOL_ID, api_client, worker_running
 from tests.fixtures.s3 import s3_client
 from tests.fixtures.services import EMPTY_NAMESPACE
 from tests.tasking import (
@@ -253,20 +253,57 @@ async def test_retry_waits_for_the_last_run_to_close(
     assert list(done["results"]["digests"].values()) == [sha256(data)]
 
 
-async def test_retry_of_a_task_temporal_no_longer_holds_is_gone(
+async def _failed_checksum(
+    api: httpx.AsyncClient, headers: dict[str, str], vanishing: tuple[bytes, str, VanishingFile]
+) -> str:
+    """A FileChecksum task Failed (its file's object hidden), and the object put back."""
+    _, file_id, stored = vanishing
+    task = await create_task(api, headers, "FileChecksum", {"fileIds": [file_id]}, maxRetries=0)
+    await wait_task(api, headers, task["taskId"], "Failed")
+    stored.restore()
+    return str(task["taskId"])
+
+
+async def test_retry_after_temporal_dropped_the_history_runs_the_task_again(
     api: httpx.AsyncClient,
     account: Account,
     vanishing: tuple[bytes, str, VanishingFile],
     settings: Settings,
 ) -> None:
-    """A task's input lives in its workflow history, which Temporal drops once the
-    namespace's retention has passed. Seen through an API on a namespace that never held it,
-    the task is in that state: still listed, and it cannot run again."""
+    """Temporal drops a closed workflow's history once the namespace's retention has passed;
+    the task, still listed, runs again from the input its row keeps. The API and a worker on a
+    namespace that never held the task see it as it is then."""
     _, headers = account
-    _, file_id, _ = vanishing
-    task = await create_task(api, headers, "FileChecksum", {"fileIds": [file_id]}, maxRetries=0)
-    task_id = task["taskId"]
-    await wait_task(api, headers, task_id, "Failed")
+    data = vanishing[0]
+    task_id = await _failed_checksum(api, headers, vanishing)
+
+    elsewhere = settings.model_copy(update={"temporal_namespace": EMPTY_NAMESPACE})
+    async with api_client(elsewhere) as elsewhere_api, worker_running(elsewhere):
+        retried = await elsewhere_api.post(f"/api/tasks/{task_id}/retry", headers=headers)
+        assert retried.status_code == 202, retried.text
+        done = await wait_task(elsewhere_api, headers, task_id, "Completed")
+    assert list(done["results"]["digests"].values()) == [sha256(data)]
+    assert done["parameters"]["fileIds"] == [vanishing[1]]
+
+
+async def test_retry_of_a_task_without_its_input_or_history_is_gone(
+    api: httpx.AsyncClient,
+    account: Account,
+    vanishing: tuple[bytes, str, VanishingFile],
+    settings: Settings,
+) -> None:
+    """A task created before rows kept their input (migration 0006) runs again from its
+    history; once Temporal has dropped that too, the retry answers 410."""
+    _, headers = account
+    task_id = await _failed_checksum(api, headers, vanishing)
+    engine = create_engine(database_url(settings))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE tasks SET run_input = NULL WHERE task_id = :id"), {"id": task_id}
+            )
+    finally:
+        engine.dispose()
 
     elsewhere = settings.model_copy(update={"temporal_namespace": EMPTY_NAMESPACE})
     async with api_client(elsewhere) as elsewhere_api:
@@ -274,3 +311,7 @@ async def test_retry_of_a_task_temporal_no_longer_holds_is_gone(
     assert gone.status_code == 410, gone.text
     assert gone.json()["code"] == "TASK_GONE"
     assert (await get_task(api, headers, task_id))["status"] == "Failed"
+
+    retried = await api.post(f"/api/tasks/{task_id}/retry", headers=headers)  # its history
+    assert retried.status_code == 202, retried.text
+    await wait_task(api, headers, task_id, "Completed")
