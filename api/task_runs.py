@@ -236,7 +236,7 @@ async def start(
 
 
 async def retry_task(services: Services, session: AsyncSession, task: Task, by: str) -> None:
-    """Runs a Failed or Cancelled task again as the same task, from its original input."""
+    """Runs a Failed or Cancelled task again as the same task, from its last run's input."""
     client = await services.temporal()
     # Its last run projected the outcome in its last step and closes a moment later;
     # Temporal starts no new run of the task while that one is open.
