@@ -19,6 +19,7 @@ from temporalio.converter import decode_typed_search_attributes
 from temporalio.exceptions import CancelledError
 
 from taskdrive.settings import Settings
+from taskdrive.tasks import TaskInput
 from taskdrive.temporal import SA_STATUS
 from tests.fixtures.app import worker_running, workflows_only
 from tests.uploading import complete, create, poll_until, send_chunks
@@ -189,6 +190,14 @@ async def run_closed(client: Client, task_id: str) -> BaseException | None:
         except WorkflowFailureError as failure:
             return failure.cause
     return None
+
+
+async def started_input(client: Client, history: WorkflowHistory) -> TaskInput:
+    """The input the history's run was started with."""
+    started = history.events[0].workflow_execution_started_event_attributes
+    (inp,) = await client.data_converter.decode(list(started.input.payloads), [TaskInput])
+    assert isinstance(inp, TaskInput)
+    return inp
 
 
 async def status_upserts(client: Client, task_id: str) -> list[str]:

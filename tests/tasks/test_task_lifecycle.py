@@ -14,17 +14,17 @@ from temporalio.client import Client, WorkflowHandle
 
 from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
-from taskdrive.tasks import TaskInput
-from tests.fixtures.app import S3_POOL_ID, api_client, worker_running
+from tests.fixtures.app import S3_POOL_ID, api_client, database, worker_running
 from tests.fixtures.s3 import s3_client
 from tests.fixtures.services import EMPTY_NAMESPACE
 from tests.tasking import (
     audit_trail,
+    closed_history,
     create_task,
     get_task,
     logs,
     pause_midway,
-    run_closed,
+    started_input,
     status_upserts,
     upload_file,
     wait_task,
@@ -201,18 +201,27 @@ async def test_retry_runs_a_failed_task_again_as_the_same_task(
     assert (await get_task(api, headers, task["taskId"]))["errorMessage"] is None
 
 
+async def _failed_checksum(
+    api: httpx.AsyncClient, headers: dict[str, str], vanishing: tuple[bytes, str, VanishingFile]
+) -> str:
+    """A FileChecksum task Failed (its file's object hidden), and the object put back."""
+    _, file_id, stored = vanishing
+    task = await create_task(api, headers, "FileChecksum", {"fileIds": [file_id]}, maxRetries=0)
+    await wait_task(api, headers, task["taskId"], "Failed")
+    stored.restore()
+    return str(task["taskId"])
+
+
 async def _stand_in_run(
     client: Client, task_id: str, *, closes_after: timedelta | None = None
 ) -> WorkflowHandle[Any, Any]:
     """An open run of the finished task, as its last run is for a moment after its outcome
     shows: started with the task's input on a queue no worker polls, so it never runs."""
-    await run_closed(client, task_id)
-    history = await client.get_workflow_handle(task_id).fetch_history()
+    history = await closed_history(client, task_id)
     started = history.events[0].workflow_execution_started_event_attributes
-    (inp,) = await client.data_converter.decode(list(started.input.payloads), [TaskInput])
     return await client.start_workflow(
         started.workflow_type.name,
-        inp,
+        await started_input(client, history),
         id=task_id,
         task_queue=f"unpolled-{uuid.uuid4().hex[:8]}",
         execution_timeout=closes_after,
@@ -229,11 +238,8 @@ async def test_retry_waits_for_the_last_run_to_close(
     """Temporal starts no run of a task while another is open, and a task's run closes a
     moment after its outcome shows: a retry in that moment waits for the close."""
     _, headers = account
-    data, file_id, stored = vanishing
-    task = await create_task(api, headers, "FileChecksum", {"fileIds": [file_id]}, maxRetries=0)
-    task_id = task["taskId"]
-    await wait_task(api, headers, task_id, "Failed")
-    stored.restore()
+    data = vanishing[0]
+    task_id = await _failed_checksum(api, headers, vanishing)
 
     open_run = await _stand_in_run(temporal_client, task_id)
     impatient = settings.model_copy(update={"task_retry_wait_seconds": 0.2})
@@ -251,17 +257,6 @@ async def test_retry_waits_for_the_last_run_to_close(
     assert retried.status_code == 202, retried.text
     done = await wait_task(api, headers, task_id, "Completed")
     assert list(done["results"]["digests"].values()) == [sha256(data)]
-
-
-async def _failed_checksum(
-    api: httpx.AsyncClient, headers: dict[str, str], vanishing: tuple[bytes, str, VanishingFile]
-) -> str:
-    """A FileChecksum task Failed (its file's object hidden), and the object put back."""
-    _, file_id, stored = vanishing
-    task = await create_task(api, headers, "FileChecksum", {"fileIds": [file_id]}, maxRetries=0)
-    await wait_task(api, headers, task["taskId"], "Failed")
-    stored.restore()
-    return str(task["taskId"])
 
 
 async def test_retry_after_temporal_dropped_the_history_runs_the_task_again(
@@ -296,14 +291,8 @@ async def test_retry_of_a_task_without_its_input_or_history_is_gone(
     history; once Temporal has dropped that too, the retry answers 410."""
     _, headers = account
     task_id = await _failed_checksum(api, headers, vanishing)
-    engine = create_engine(database_url(settings))
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                text("UPDATE tasks SET run_input = NULL WHERE task_id = :id"), {"id": task_id}
-            )
-    finally:
-        engine.dispose()
+    with database(settings) as conn:
+        conn.execute(text("UPDATE tasks SET run_input = NULL WHERE task_id = :id"), {"id": task_id})
 
     elsewhere = settings.model_copy(update={"temporal_namespace": EMPTY_NAMESPACE})
     async with api_client(elsewhere) as elsewhere_api:

@@ -11,8 +11,14 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer
 
-from taskdrive.tasks import TaskInput
-from tests.tasking import closed_history, create_task, status_upserts, upload_file, wait_task
+from tests.tasking import (
+    closed_history,
+    create_task,
+    started_input,
+    status_upserts,
+    upload_file,
+    wait_task,
+)
 from tests.uploading import random_bytes
 from worker import all_workflows
 from workflows import versions
@@ -22,9 +28,7 @@ PATCH_MARKER = "core_patch"  # the marker name of workflow.patched in Temporal's
 
 
 async def _assert_versioned_by_input(client: Client, history: WorkflowHistory) -> None:
-    started = history.events[0].workflow_execution_started_event_attributes
-    (inp,) = await client.data_converter.decode(list(started.input.payloads), [TaskInput])
-    assert inp.version == versions.CURRENT
+    assert (await started_input(client, history)).version == versions.CURRENT
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:  # local activities' too
             assert event.marker_recorded_event_attributes.marker_name != PATCH_MARKER
