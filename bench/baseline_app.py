@@ -6,7 +6,9 @@ as durable as the API's. No auth, no database, no Temporal: what is left is the 
 HTTP parsing, the hashing and the I/O. ``GET /health`` answers 200 once the server is up.
 
 Run by ``bench.upload`` as ``python -m bench.baseline_app --port P`` under the same uvicorn
-options as ``taskdrive api`` (see ``taskdrive.cli.cmd_api``).
+options as ``taskdrive api`` (see ``taskdrive.cli.cmd_api``), and with glibc's heap kept rather
+than trimmed (``bench.upload.BASELINE_ALLOCATOR_ENV``): its small heap would otherwise be
+faulted in afresh for every few requests, which the API's does not.
 """
 
 from __future__ import annotations
