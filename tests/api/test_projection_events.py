@@ -8,28 +8,25 @@ import uuid
 
 import httpx
 import psycopg
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from taskdrive.db.engine import database_url, psycopg_dsn
+from taskdrive.db.engine import psycopg_dsn
 from taskdrive.db.projection import NOTIFY_CHANNEL
 from taskdrive.settings import Settings
+from tests.fixtures.app import database
 from tests.uploading import complete, create, random_bytes, send_chunks
 
 
 def _events(settings: Settings, task_id: str) -> list[tuple[int, str, str | None, str]]:
-    engine = create_engine(database_url(settings))
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT seq, event_type, from_status, to_status FROM task_events"
-                    " WHERE task_id = :t ORDER BY seq"
-                ),
-                {"t": task_id},
-            )
-            return [(r[0], r[1], r[2], r[3]) for r in rows]
-    finally:
-        engine.dispose()
+    with database(settings) as conn:
+        rows = conn.execute(
+            text(
+                "SELECT seq, event_type, from_status, to_status FROM task_events"
+                " WHERE task_id = :t ORDER BY seq"
+            ),
+            {"t": task_id},
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 async def test_transitions_are_recorded_and_notified_in_order(

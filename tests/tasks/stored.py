@@ -8,11 +8,10 @@ import uuid
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
-from tests.fixtures.app import S3_POOL_ID, local_pool_dir
+from tests.fixtures.app import S3_POOL_ID, database, local_pool_dir
 from tests.fixtures.s3 import s3_client
 
 Account = tuple[uuid.UUID, dict[str, str]]
@@ -73,23 +72,19 @@ def note_relocation(
 ) -> None:
     """The note a move or a rewrite writes before its new object (``activities.relocation``):
     from where the file's record points now, to ``to_key`` in ``to_pool``."""
-    engine = create_engine(database_url(settings))
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO file_relocations"
-                    " (task_id, file_id, from_pool_id, from_key, to_pool_id, to_key, move)"
-                    " SELECT :task_id, id, pool_id, storage_key, :to_pool, :to_key,"
-                    " CAST(:move AS jsonb) FROM files WHERE id = :file_id"
-                ),
-                {
-                    "task_id": task_id,
-                    "file_id": file_id,
-                    "to_pool": to_pool,
-                    "to_key": to_key,
-                    "move": json.dumps({"fileId": file_id, "toPoolId": to_pool}),
-                },
-            )
-    finally:
-        engine.dispose()
+    with database(settings) as conn:
+        conn.execute(
+            text(
+                "INSERT INTO file_relocations"
+                " (task_id, file_id, from_pool_id, from_key, to_pool_id, to_key, move)"
+                " SELECT :task_id, id, pool_id, storage_key, :to_pool, :to_key,"
+                " CAST(:move AS jsonb) FROM files WHERE id = :file_id"
+            ),
+            {
+                "task_id": task_id,
+                "file_id": file_id,
+                "to_pool": to_pool,
+                "to_key": to_key,
+                "move": json.dumps({"fileId": file_id, "toPoolId": to_pool}),
+            },
+        )

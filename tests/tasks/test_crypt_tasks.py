@@ -16,18 +16,18 @@ from typing import Any
 import httpx
 import pyrage  # type: ignore[import-untyped]
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.worker import Replayer
 
 from activities.crypt import rewritten_key
-from taskdrive.db.engine import database_url
 from taskdrive.fileops.age import CHUNK_SIZE, Encryptor
 from taskdrive.settings import DEFAULT_LOCAL_POOL_ID, Settings
 from tasktypes.file_upload import FileUploadWorkflow
 from tests.fixtures.app import (
     S3_POOL_ID,
     api_client,
+    database,
     local_pool_dir,
     worker_running,
     workflows_only,
@@ -289,15 +289,11 @@ async def test_cancel_while_encrypting_leaves_no_file_and_no_object(
     cancelled = await api.delete(f"/api/files/upload/task/{upload.task_id}", headers=headers)
     assert cancelled.json()["status"] == "Cancelled", cancelled.text
     assert (await completing).status_code == 410
-    engine = create_engine(database_url(settings))
-    try:
-        with engine.connect() as conn:
-            query = "SELECT file_id::text, (SELECT count(*) FROM files f WHERE f.id = u.file_id)"
-            file_id, records = conn.execute(
-                text(f"{query} FROM uploads u WHERE task_id = :t"), {"t": upload.task_id}
-            ).one()
-    finally:
-        engine.dispose()
+    with database(settings) as conn:
+        query = "SELECT file_id::text, (SELECT count(*) FROM files f WHERE f.id = u.file_id)"
+        file_id, records = conn.execute(
+            text(f"{query} FROM uploads u WHERE task_id = :t"), {"t": upload.task_id}
+        ).one()
     assert records == 0
     assert storage.keys(DEFAULT_LOCAL_POOL_ID, file_id) == []  # neither plaintext nor encrypted
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from temporalio.client import Client
 
-from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
+from tests.fixtures.app import database
 from tests.tasking import closed_history, create_task, logs, upload_file, wait_task
 from tests.uploading import complete, create, random_bytes, send_chunks
 
@@ -23,20 +23,16 @@ Account = tuple[uuid.UUID, dict[str, str]]
 
 def database_text(settings: Settings) -> str:
     """Every row of every table of the schema, each as Postgres prints a whole row."""
-    engine = create_engine(database_url(settings))
-    try:
-        with engine.connect() as conn:
-            tables = conn.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-            ).scalars()
-            return "\n".join(
-                conn.execute(
-                    text(f"SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t")
-                ).scalar_one()
-                for table in list(tables)
-            )
-    finally:
-        engine.dispose()
+    with database(settings) as conn:
+        tables = conn.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        ).scalars()
+        return "\n".join(
+            conn.execute(
+                text(f"SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{table}\" t")
+            ).scalar_one()
+            for table in list(tables)
+        )
 
 
 async def history_bytes(client: Client, workflow_id: str) -> bytes:

@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
+from tests.fixtures.app import database
 from tests.tasking import audit_trail, create_task, wait_task
 
 Account = tuple[uuid.UUID, dict[str, str]]
@@ -48,40 +48,38 @@ def completions_refused_once(settings: Settings, task_name: str) -> Iterator[lis
     tag = uuid.uuid4().hex[:12]
     sequence, function, trigger = (f"refuse_{kind}_{tag}" for kind in ("seq", "fn", "trg"))
     attempts: list[int] = []
-    engine = create_engine(database_url(settings))
+    with database(settings) as conn:
+        conn.execute(text(f"CREATE SEQUENCE {sequence}"))
+        conn.execute(
+            text(
+                f"""
+                CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF (SELECT name FROM tasks WHERE task_id = NEW.task_id) = '{task_name}'
+                       AND nextval('{sequence}') = 1 THEN
+                        RAISE EXCEPTION 'refused once, for the test';
+                    END IF;
+                    RETURN NEW;
+                END $$
+                """
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE TRIGGER {trigger} BEFORE INSERT ON task_events FOR EACH ROW "
+                f"WHEN (NEW.event_type = 'task.completed') EXECUTE FUNCTION {function}()"
+            )
+        )
     try:
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE SEQUENCE {sequence}"))
-            conn.execute(
-                text(
-                    f"""
-                    CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
-                    BEGIN
-                        IF (SELECT name FROM tasks WHERE task_id = NEW.task_id) = '{task_name}'
-                           AND nextval('{sequence}') = 1 THEN
-                            RAISE EXCEPTION 'refused once, for the test';
-                        END IF;
-                        RETURN NEW;
-                    END $$
-                    """
-                )
-            )
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER {trigger} BEFORE INSERT ON task_events FOR EACH ROW "
-                    f"WHEN (NEW.event_type = 'task.completed') EXECUTE FUNCTION {function}()"
-                )
-            )
         yield attempts
     finally:
-        with engine.begin() as conn:
+        with database(settings) as conn:
             # A sequence never called has no value yet: is_called tells.
             row = conn.execute(text(f"SELECT last_value, is_called FROM {sequence}")).one()
             attempts.append(row.last_value if row.is_called else 0)
             conn.execute(text(f"DROP TRIGGER {trigger} ON task_events"))
             conn.execute(text(f"DROP FUNCTION {function}()"))
             conn.execute(text(f"DROP SEQUENCE {sequence}"))
-        engine.dispose()
 
 
 async def test_a_step_whose_last_projection_write_fails_still_completes_its_task(

@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from temporalio.client import Client, WorkflowHandle
 
-from taskdrive.db.engine import database_url
 from taskdrive.settings import Settings
 from tests.fixtures.app import S3_POOL_ID, api_client, database, worker_running
 from tests.fixtures.s3 import s3_client
@@ -124,13 +123,9 @@ class VanishingFile:
     def __init__(self, settings: Settings, s3_endpoint: str, bucket: str, file_id: str) -> None:
         self.client = s3_client(s3_endpoint)
         self.bucket = bucket
-        engine = create_engine(database_url(settings))
-        try:
-            with engine.connect() as conn:
-                query = text("SELECT storage_key FROM files WHERE id = :id")
-                self.key: str = conn.execute(query, {"id": file_id}).scalar_one()
-        finally:
-            engine.dispose()
+        with database(settings) as conn:
+            query = text("SELECT storage_key FROM files WHERE id = :id")
+            self.key: str = conn.execute(query, {"id": file_id}).scalar_one()
 
     def _copy(self, source: str, target: str) -> None:
         self.client.copy_object(
