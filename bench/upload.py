@@ -55,10 +55,10 @@ MiB = 1024 * 1024
 MB = 1_000_000
 # glibc's allocator settings for the bare endpoint. By default its small heap is trimmed back
 # to the OS as the request bodies' pieces are freed and faulted in again for the next ones:
-# about 80,000 minor page faults per GiB, and some tenth of its speed, where the API's larger
-# heap takes 400 to 2,500. Setting any of these turns off glibc's dynamic thresholds, so all
-# three are set. The API runs as `taskdrive api` does: given the same settings it measured no
-# better. Each run prints both servers' page faults (see ``measure``).
+# about 80,000 minor page faults per GiB, and some tenth of its speed. Setting any of these
+# turns off glibc's dynamic thresholds, so all three are set. The API runs as `taskdrive api`
+# does, which keeps its own cycled memory the same way (``taskdrive.heap``). Each run prints
+# both servers' page faults (see ``measure``).
 BASELINE_ALLOCATOR_ENV = {
     "MALLOC_MMAP_THRESHOLD_": str(64 * MiB),
     "MALLOC_TRIM_THRESHOLD_": str(1024 * MiB),

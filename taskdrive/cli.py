@@ -77,7 +77,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from taskdrive import heap
+
     settings = load_settings()
+    # Chunk bodies in flight and those kept for the digests, with room for a burst.
+    heap.keep_cycled_memory(2 * settings.upload_hash_buffer_bytes + 64 * heap.MiB)
     uvicorn.run(
         "api.app:create_app",
         factory=True,
