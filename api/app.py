@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sessions=sessions,
             pools=PoolRegistry.from_settings(settings),
             events=EventHub(psycopg_dsn(settings)),
-            frontier=FrontierHasher(sessions),
+            frontier=FrontierHasher(sessions, max_held_bytes=settings.upload_hash_buffer_bytes),
         )
         app.state.services = services
         heap.freeze_startup()

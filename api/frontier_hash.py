@@ -1,10 +1,17 @@
 """SHA-256 of an upload computed while its chunks arrive, so assembly need not read it again.
 
 SHA-256 is sequential, so the digest can only take chunks in order. Each upload has a
-*frontier*: chunks before it are hashed. After a chunk is stored, a background pass reads the
-stored chunks that continue the frontier back from the pool (they are in the page cache, just
-written) and feeds them to the digest. When the frontier reaches the end, the digest goes into
-``uploads.verified_hash`` and assembly compares that instead of hashing the file again.
+*frontier*: chunks before it are hashed. After a chunk is stored, a background pass feeds the
+stored chunks that continue the frontier to the digest. When the frontier reaches the end, the
+digest goes into ``uploads.verified_hash`` and assembly compares that instead of hashing the
+file again.
+
+A chunk request keeps the pieces of the body it received (:class:`HeldChunk`), so the pass
+hashes those bytes rather than reading them back from the pool: with several chunks in
+flight most arrive ahead of the frontier, and reading each back cost the kernel a copy of the
+whole upload. The pieces held are bounded per process (``max_held_bytes``): a chunk that
+finds the budget spent keeps nothing, and the pass reads it back from the pool (from the page
+cache: it was just written).
 
 Which chunks are stored comes from this process's own chunk requests as they commit, so a
 pass costs no database round trip (under load each one waits for a busy CPU). Chunks stored
@@ -25,6 +32,7 @@ import hashlib
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +47,68 @@ from taskdrive.pools.base import LocalFiles
 log = logging.getLogger("taskdrive.api.frontier_hash")
 
 BLOCK = 8 * 1024 * 1024  # bytes read and hashed per thread hop (hashlib releases the GIL)
+MAX_HELD_BYTES = 64 * 1024 * 1024  # default budget of received pieces kept for the digest
+
+
+class _Budget:
+    """Bytes of received pieces this process may keep; used on the event loop only.
+
+    Chunks parked with a frontier (stored, waiting for the digest to reach them) give way to
+    pieces arriving, oldest first: an upload whose frontier is stuck (its next chunk goes to
+    another replica, or never comes) must not keep the budget from everyone else."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._parked: OrderedDict[HeldChunk, None] = OrderedDict()
+
+    def take(self, size: int) -> bool:
+        while self.used + size > self.limit and self._parked:
+            next(iter(self._parked)).release()  # read back from the pool when its turn comes
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def park(self, chunk: HeldChunk) -> None:
+        self._parked[chunk] = None
+
+    def give(self, chunk: HeldChunk, size: int) -> None:
+        self.used -= size
+        self._parked.pop(chunk, None)
+
+
+class HeldChunk:
+    """One chunk's body as received, kept for the digest while the budget allows.
+
+    Pass the body through :meth:`tee`; then hand it to :meth:`FrontierHasher.chunk_stored`,
+    or :meth:`release` it when the chunk is not stored."""
+
+    def __init__(self, budget: _Budget) -> None:
+        self._budget = budget
+        self.pieces: list[bytes] = []
+        self.size = 0
+        self.complete = True  # False once a piece did not fit: the pass reads the chunk back
+
+    async def tee(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for piece in body:
+            if self.complete:
+                if self._budget.take(len(piece)):
+                    self.pieces.append(piece)
+                    self.size += len(piece)
+                else:
+                    self.release()
+            yield piece
+
+    def park(self) -> None:
+        """Stored: from now on it gives way to arriving pieces when the budget is short."""
+        if self.complete:
+            self._budget.park(self)
+
+    def release(self) -> None:
+        """Drops the pieces (idempotent); the chunk is read back from the pool if hashed."""
+        self._budget.give(self, self.size)
+        self.pieces, self.size, self.complete = [], 0, False
 
 
 @dataclass
@@ -46,8 +116,14 @@ class _Frontier:
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
     next_index: int = 0
     stored: set[int] = field(default_factory=set)  # stored chunks past ``next_index``
+    held: dict[int, HeldChunk] = field(default_factory=dict)  # their bytes, where kept
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wanted: int = 0  # bumped by every stored chunk; the pass runs until it stops moving
+
+    def release(self) -> None:
+        for chunk in self.held.values():
+            chunk.release()
+        self.held.clear()
 
 
 @dataclass(frozen=True)
@@ -73,20 +149,47 @@ class FrontierHasher:
     """Per-process frontiers of the uploads this process receives chunks for."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, max_uploads: int = 1024
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        max_uploads: int = 1024,
+        max_held_bytes: int = MAX_HELD_BYTES,
     ) -> None:
         self._sessions = sessions
         self._max_uploads = max_uploads
+        self._budget = _Budget(max_held_bytes)
         self._frontiers: OrderedDict[str, _Frontier] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
 
-    def chunk_stored(self, upload: Upload | ChunkUpload, pool: Pool, index: int) -> None:
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of received pieces kept for the digests now."""
+        return self._budget.used
+
+    def holder(self, pool: Pool) -> HeldChunk | None:
+        """Where a chunk request for ``pool`` keeps its body; None when no digest will take
+        it (pools other than local files are not hashed here)."""
+        return HeldChunk(self._budget) if isinstance(pool, LocalFiles) else None
+
+    def chunk_stored(
+        self, upload: Upload | ChunkUpload, pool: Pool, index: int, held: HeldChunk | None
+    ) -> None:
         """Advances the upload's frontier in the background; the chunk's answer does not wait.
 
-        Call once chunk ``index`` is durable and its ledger row committed."""
+        Call once chunk ``index`` is durable and its ledger row committed, with the body
+        ``holder`` gave its request (the frontier takes it over)."""
         if not isinstance(pool, LocalFiles):
+            if held is not None:
+                held.release()
             return
-        self._frontier(upload.task_id).stored.add(index)
+        frontier = self._frontier(upload.task_id)
+        frontier.stored.add(index)
+        if held is not None:
+            if held.complete and index >= frontier.next_index and index not in frontier.held:
+                frontier.held[index] = held
+                held.park()
+            else:
+                held.release()
         task = asyncio.create_task(self._advance(_Shape.of(upload), pool))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -98,19 +201,25 @@ class FrontierHasher:
             await self._advance(_Shape.of(upload), pool, settling=True)
 
     def forget(self, task_id: str) -> None:
-        self._frontiers.pop(task_id, None)
+        frontier = self._frontiers.pop(task_id, None)
+        if frontier is not None:
+            frontier.release()
 
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        for frontier in self._frontiers.values():
+            frontier.release()
+        self._frontiers.clear()
 
     def _frontier(self, task_id: str) -> _Frontier:
         frontier = self._frontiers.get(task_id)
         if frontier is None:
             frontier = self._frontiers[task_id] = _Frontier()
             while len(self._frontiers) > self._max_uploads:
-                self._frontiers.popitem(last=False)  # the longest idle: it falls back to a pass
+                # The longest idle: its assembly hashes the file instead.
+                self._frontiers.popitem(last=False)[1].release()
         self._frontiers.move_to_end(task_id)
         return frontier
 
@@ -139,12 +248,29 @@ class FrontierHasher:
             end_index = first
             while end_index in frontier.stored:
                 end_index += 1
-            if end_index > first:
-                start = first * shape.chunk_size
-                end = min(end_index * shape.chunk_size, shape.file_size)
-                await _hash_range(path, frontier.digest, start, end)
-                frontier.stored.difference_update(range(first, end_index))
-                frontier.next_index = end_index
+            index = first
+            while index < end_index:
+                held = frontier.held.pop(index, None)
+                if held is not None and held.complete:
+                    try:
+                        await asyncio.to_thread(_hash_pieces, frontier.digest, held.pieces)
+                    finally:
+                        held.release()
+                    stop = index + 1
+                else:
+                    # A run of chunks whose bytes were not kept: read back from the pool.
+                    if held is not None:
+                        held.release()
+                    stop = index + 1
+                    while stop < end_index and not _kept(frontier.held.get(stop)):
+                        if (dropped := frontier.held.pop(stop, None)) is not None:
+                            dropped.release()
+                        stop += 1
+                    start = index * shape.chunk_size
+                    end = min(stop * shape.chunk_size, shape.file_size)
+                    await _hash_range(path, frontier.digest, start, end)
+                frontier.stored.difference_update(range(index, stop))
+                frontier.next_index = index = stop
             if frontier.next_index == shape.chunks_count:
                 await self._record(shape.task_id, frontier.digest.hexdigest())
                 self.forget(shape.task_id)
@@ -170,18 +296,28 @@ class FrontierHasher:
             )
 
 
+def _kept(held: HeldChunk | None) -> bool:
+    return held is not None and held.complete
+
+
+def _hash_pieces(digest: hashlib._Hash, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        digest.update(piece)
+
+
 async def _hash_range(path: Path, digest: hashlib._Hash, start: int, end: int) -> None:
-    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+    offset = start
+    while offset < end:
+        offset += await asyncio.to_thread(_read_and_hash, path, digest, offset, end)
+
+
+def _read_and_hash(path: Path, digest: hashlib._Hash, offset: int, end: int) -> int:
+    """One block: opened, read and closed in one thread hop."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        offset = start
-        while offset < end:
-            offset += await asyncio.to_thread(_read_and_hash, fd, digest, offset, end)
+        block = os.pread(fd, min(BLOCK, end - offset), offset)
     finally:
         os.close(fd)
-
-
-def _read_and_hash(fd: int, digest: hashlib._Hash, offset: int, end: int) -> int:
-    block = os.pread(fd, min(BLOCK, end - offset), offset)
     if not block:
         raise EOFError(f"staging file ends at {offset}, before {end}")
     digest.update(block)

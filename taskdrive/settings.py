@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         description="A retry waits this long for the task's last run to close in Temporal "
         "(it closes a moment after its outcome shows), then answers 409.",
     )
+    upload_hash_buffer_bytes: int = Field(
+        default=64 * MiB,
+        ge=0,
+        description="Memory the API may keep chunk bodies in until the upload's SHA-256 reaches "
+        "them, so it need not read them back from a local pool (0: always read back).",
+    )
     upload_progress_interval_seconds: float = Field(
         default=1.0,
         ge=0,

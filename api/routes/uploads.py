@@ -245,16 +245,23 @@ async def upload_chunk(
                 chunkIndex=chunk_index,
             )
         pool = services.pools.get(upload.pool_id)
+        # The body's pieces, kept for the upload's digest (api.frontier_hash).
+        held = services.frontier.holder(pool)
         try:
-            size = await pool.write_chunk(target, chunk_index, body)
-        except ValueError as exc:
-            raise _size_mismatch(chunk_index, expected, None, str(exc)) from exc
-        except UploadNotFound as exc:
-            raise TaskdriveError(
-                ErrorCode.TASK_GONE, "the upload has ended", taskId=task_id
-            ) from exc
-        totals = await chunks.record(task_id, chunk_index, size)
-    services.frontier.chunk_stored(upload, pool, chunk_index)
+            try:
+                size = await pool.write_chunk(target, chunk_index, held.tee(body) if held else body)
+            except ValueError as exc:
+                raise _size_mismatch(chunk_index, expected, None, str(exc)) from exc
+            except UploadNotFound as exc:
+                raise TaskdriveError(
+                    ErrorCode.TASK_GONE, "the upload has ended", taskId=task_id
+                ) from exc
+            totals = await chunks.record(task_id, chunk_index, size)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        services.frontier.chunk_stored(upload, pool, chunk_index, held)
 
     before = math.floor((totals.bytes_uploaded - size) / upload.file_size * PROGRESS_STEPS)
     after = math.floor(totals.bytes_uploaded / upload.file_size * PROGRESS_STEPS)
