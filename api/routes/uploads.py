@@ -249,7 +249,9 @@ async def upload_chunk(
         held = services.frontier.holder(pool)
         try:
             try:
-                size = await pool.write_chunk(target, chunk_index, held.tee(body) if held else body)
+                size = await pool.write_chunk(
+                    target, chunk_index, held.tee(body) if held is not None else body
+                )
             except ValueError as exc:
                 raise _size_mismatch(chunk_index, expected, None, str(exc)) from exc
             except UploadNotFound as exc:
