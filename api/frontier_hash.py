@@ -63,6 +63,8 @@ class _Budget:
         self._parked: OrderedDict[HeldChunk, None] = OrderedDict()
 
     def take(self, size: int) -> bool:
+        if size > self.limit:
+            return False
         while self.used + size > self.limit and self._parked:
             next(iter(self._parked)).release()  # read back from the pool when its turn comes
         if self.used + size > self.limit:
