@@ -79,14 +79,15 @@ async def _streamed_blocks(pool: Pool, key: str, digest: hashlib._Hash) -> Async
         pending.append(piece)
         size += len(piece)
         if size >= BLOCK:
-            await asyncio.to_thread(_update, digest, pending)
+            await asyncio.to_thread(update_digest, digest, pending)
             yield size
             pending, size = [], 0
     if pending:
-        await asyncio.to_thread(_update, digest, pending)
+        await asyncio.to_thread(update_digest, digest, pending)
         yield size
 
 
-def _update(digest: hashlib._Hash, pieces: list[bytes]) -> None:
+def update_digest(digest: hashlib._Hash, pieces: list[bytes]) -> None:
+    """Feeds ``pieces`` to ``digest``; call in a worker thread (hashlib releases the GIL)."""
     for piece in pieces:
         digest.update(piece)

@@ -39,6 +39,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from activities.hashing import update_digest
 from taskdrive.db.chunk_ledger import ChunkUpload
 from taskdrive.db.models import Upload, UploadChunk
 from taskdrive.pools import Pool
@@ -255,7 +256,7 @@ class FrontierHasher:
                 held = frontier.held.pop(index, None)
                 if held is not None and held.complete:
                     try:
-                        await asyncio.to_thread(_hash_pieces, frontier.digest, held.pieces)
+                        await asyncio.to_thread(update_digest, frontier.digest, held.pieces)
                     finally:
                         held.release()
                     stop = index + 1
@@ -300,11 +301,6 @@ class FrontierHasher:
 
 def _kept(held: HeldChunk | None) -> bool:
     return held is not None and held.complete
-
-
-def _hash_pieces(digest: hashlib._Hash, pieces: list[bytes]) -> None:
-    for piece in pieces:
-        digest.update(piece)
 
 
 async def _hash_range(path: Path, digest: hashlib._Hash, start: int, end: int) -> None:

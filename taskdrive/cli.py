@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from pydantic import SecretStr, ValidationError
 
-from taskdrive.settings import Settings, load_settings
+from taskdrive.settings import MiB, Settings, load_settings
 
 log = logging.getLogger("taskdrive.up")
 
@@ -81,7 +81,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     # Chunk bodies in flight and those kept for the digests, with room for a burst.
-    heap.keep_cycled_memory(2 * settings.upload_hash_buffer_bytes + 64 * heap.MiB)
+    heap.keep_cycled_memory(2 * settings.upload_hash_buffer_bytes + 64 * MiB)
     uvicorn.run(
         "api.app:create_app",
         factory=True,

@@ -7,15 +7,16 @@ import ctypes
 import gc
 import logging
 
+from taskdrive.settings import MiB
+
 log = logging.getLogger("taskdrive.heap")
 
 # mallopt() parameters (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
-MiB = 1024 * 1024
-# The largest mmap threshold glibc accepts on 64-bit: every chunk body (16 MiB at most) and
-# every read-back block fits under it.
+# glibc's own ceiling for the threshold it adjusts by itself (64-bit): every chunk body (16 MiB
+# at most) and every read-back block (8 MiB) stays under it, so on the heap.
 _MMAP_THRESHOLD = 32 * MiB
 
 _frozen = False
