@@ -15,6 +15,7 @@ from api.events import EventHub
 from api.frontier_hash import FrontierHasher
 from api.routes import events, files, health, tasks, upload_tasks, uploads
 from taskdrive import heap
+from taskdrive.db.chunk_ledger import ChunkLedger
 from taskdrive.db.engine import make_engine, make_sessionmaker, psycopg_dsn
 from taskdrive.pools import PoolRegistry
 from taskdrive.settings import Settings, load_settings
@@ -34,11 +35,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             engine=engine,
             sessions=sessions,
+            ledger=ChunkLedger(psycopg_dsn(settings), max_size=settings.database_pool_size),
             pools=PoolRegistry.from_settings(settings),
             events=EventHub(psycopg_dsn(settings)),
             frontier=FrontierHasher(sessions, max_held_bytes=settings.upload_hash_buffer_bytes),
         )
         app.state.services = services
+        await services.ledger.open()
         heap.freeze_startup()
         try:
             yield
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.frontier.close()
             await services.events.close()
             await services.pools.close()
+            await services.ledger.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -16,6 +16,7 @@ from api.events import EventHub
 from api.frontier_hash import FrontierHasher
 from api.progress_reports import ProgressReports
 from taskdrive.auth import InvalidToken, Principal, verify_token
+from taskdrive.db.chunk_ledger import ChunkLedger
 from taskdrive.errors import ErrorCode, TaskdriveError
 from taskdrive.pools import PoolRegistry
 from taskdrive.settings import Settings
@@ -27,6 +28,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    ledger: ChunkLedger
     pools: PoolRegistry
     events: EventHub
     frontier: FrontierHasher

@@ -62,7 +62,11 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL (postgresql+psycopg://...). Embedded pgserver when absent.",
     )
-    database_pool_size: int = Field(default=20, ge=1, description="Connections per process.")
+    database_pool_size: int = Field(
+        default=20,
+        ge=1,
+        description="Connections per process (and the API's chunk ledger's pool, at most).",
+    )
     database_max_overflow: int = Field(default=20, ge=0)
 
     # Temporal

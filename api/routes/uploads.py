@@ -26,7 +26,7 @@ from api.schemas.uploads import (
 )
 from api.temporal_calls import signal, wait_result
 from taskdrive.db import uploads as ledger
-from taskdrive.db.chunk_ledger import ChunkClaim, ChunkLedger, ChunkUpload
+from taskdrive.db.chunk_ledger import ChunkClaim, ChunkUpload
 from taskdrive.db.models import File, Upload
 from taskdrive.errors import ErrorCode, TaskdriveError
 from taskdrive.params import REDACTED, sealed_wire
@@ -216,7 +216,7 @@ async def upload_chunk(
     services: ServicesDep,
 ) -> ChunkReceipt:
     """Store one chunk (raw body or multipart field ``chunk``); 200 once it is durable."""
-    async with ChunkLedger.connect(services.engine) as chunks:
+    async with services.ledger.transaction() as chunks:
         # The claim lives as long as this transaction: one writer per chunk.
         upload, claim = await chunks.claim(task_id, chunk_index, principal)
         _ensure_accepting(upload.status)
