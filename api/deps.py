@@ -15,7 +15,7 @@ from temporalio.client import Client
 from api.events import EventHub
 from api.frontier_hash import FrontierHasher
 from api.progress_reports import ProgressReports
-from taskdrive.auth import InvalidToken, Principal, verify_token
+from taskdrive.auth import InvalidToken, Principal, TokenVerifier
 from taskdrive.db.chunk_ledger import ChunkLedger
 from taskdrive.errors import ErrorCode, TaskdriveError
 from taskdrive.pools import PoolRegistry
@@ -33,10 +33,12 @@ class Services:
     events: EventHub
     frontier: FrontierHasher
     progress: ProgressReports = field(init=False)
+    tokens: TokenVerifier = field(init=False)
     _client: Client | None = None
     _client_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
+        self.tokens = TokenVerifier(self.settings)
         self.progress = ProgressReports(
             self.temporal, interval=self.settings.upload_progress_interval_seconds
         )
@@ -78,7 +80,7 @@ async def _principal(
     if credentials is None:
         raise TaskdriveError(ErrorCode.UNAUTHORIZED, "Authorization: Bearer <token> is required")
     try:
-        return verify_token(services.settings, credentials.credentials)
+        return services.tokens.verify(credentials.credentials)
     except InvalidToken as exc:
         raise TaskdriveError(ErrorCode.UNAUTHORIZED, f"invalid token: {exc}") from exc
 

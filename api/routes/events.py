@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from api.deps import Services
-from taskdrive.auth import InvalidToken, Principal, verify_token
+from taskdrive.auth import InvalidToken, Principal
 
 router = APIRouter(tags=["events"])
 AUTH_WAIT_SECONDS = 10.0
@@ -35,7 +35,7 @@ async def _authenticate(websocket: WebSocket, services: Services) -> Principal |
         except (TimeoutError, ValueError, WebSocketDisconnect):
             token = None
     try:
-        return verify_token(services.settings, token) if token else None
+        return services.tokens.verify(token) if isinstance(token, str) and token else None
     except InvalidToken:
         return None
 
