@@ -22,6 +22,7 @@ API process never leaves a chunk claimed either: the lock dies with its transact
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 import uuid
@@ -139,7 +140,10 @@ class ChunkLedger:
                     TransactionStatus.INTRANS,
                     TransactionStatus.INERROR,
                 ):
-                    await connection.rollback()  # the claim goes with it
+                    # The claim goes with it. A connection that fails even that is broken and
+                    # the pool discards it; the request's own error is the one to report.
+                    with contextlib.suppress(psycopg.Error):
+                        await connection.rollback()
             finally:
                 self._returned[connection] = time.monotonic()
                 await self._pool.putconn(connection)
