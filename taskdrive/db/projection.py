@@ -100,7 +100,7 @@ async def apply_writes(engine: AsyncEngine, writes: Sequence[ProjectionWrite]) -
 
     The workers' path: every task makes a few of these, and the worker's CPU per task is what
     bounds tasks per second. So plain SQL on the psycopg connection in pipeline mode, BEGIN
-    and COMMIT included: one round trip, no ORM session (as ``taskdrive.db.chunk_ledger``).
+    and COMMIT included: one round trip, no ORM session.
     """
     if not writes:
         return False
