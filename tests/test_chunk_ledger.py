@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -13,6 +15,7 @@ from taskdrive.db.chunk_ledger import ChunkClaim, ChunkLedger
 from taskdrive.db.engine import psycopg_dsn
 from taskdrive.errors import ErrorCode, TaskdriveError
 from taskdrive.settings import Settings
+from tests.uploading import poll_until
 
 
 @pytest.fixture
@@ -134,6 +137,59 @@ async def test_a_connection_killed_in_steady_use_fails_one_request_with_503(
             assert (await chunks.claim(upload, 3, owner))[1] == ChunkClaim.CLAIMED
     finally:
         await ledger.close()
+
+
+@pytest.mark.parametrize("task_id", ["no\x00such", "x'); SELECT pg_sleep(1); --", "\udc80"])
+async def test_a_task_id_no_upload_can_have_is_not_found(
+    ledger: ChunkLedger, upload: str, owner: Principal, task_id: str
+) -> None:
+    async with ledger.transaction() as chunks:
+        with pytest.raises(TaskdriveError) as caught:
+            await chunks.claim(task_id, 0, owner)
+        assert caught.value.code == ErrorCode.TASK_NOT_FOUND
+        assert (await chunks.claim(upload, 0, owner))[1] == ChunkClaim.CLAIMED
+
+
+async def test_a_claim_cancelled_while_it_waits_leaves_no_claim_and_no_busy_connection(
+    settings: Settings, upload: str, owner: Principal, application_name: str
+) -> None:
+    """The statement is still running when its request goes: that connection is dropped."""
+    ledger = ChunkLedger(psycopg_dsn(settings), max_size=1, application_name=application_name)
+    await ledger.open()
+    try:
+        async with await psycopg.AsyncConnection.connect(psycopg_dsn(settings)) as blocker:
+            await blocker.execute("LOCK TABLE uploads IN ACCESS EXCLUSIVE MODE")
+
+            async def claim() -> None:
+                async with ledger.transaction() as chunks:
+                    await chunks.claim(upload, 1, owner)
+
+            waiting = asyncio.create_task(claim())
+            await poll_until(
+                lambda: _lock_waits(blocker, application_name),
+                lambda view: view["waiting"] > 0,
+                deadline=30,
+                what="the claim to wait on the table lock",
+            )
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            await blocker.rollback()
+        async with ledger.transaction() as chunks:
+            assert (await chunks.claim(upload, 1, owner))[1] == ChunkClaim.CLAIMED
+    finally:
+        await ledger.close()
+
+
+async def _lock_waits(admin: psycopg.AsyncConnection[Any], application_name: str) -> dict[str, Any]:
+    row = await (
+        await admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+            "AND wait_event_type = 'Lock'",
+            (application_name,),
+        )
+    ).fetchone()
+    return {"waiting": row[0] if row else 0}
 
 
 def _terminate(settings: Settings, application_name: str) -> None:
