@@ -207,7 +207,7 @@ class ChunkTransaction:
         query = (
             b"SELECT chunks_uploaded, bytes_uploaded, extract(epoch FROM last_activity) "
             b"FROM record_upload_chunk(%s, %d, %d); COMMIT"
-        ) % (self._quote(_task_key(task_id) or b""), index, size)
+        ) % (self._quote(task_id.encode()), index, size)  # claim() checked the id
         try:
             result = (await self._run(query))[0]
         except psycopg.errors.ForeignKeyViolation as exc:  # removed meanwhile (a cleanup)
