@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from taskdrive.pools.base import ObjectNotFound, PoolError, UploadNotFound, UploadTarget
+from taskdrive.pools.writeback import start_writeback
 from taskdrive.settings import LocalPoolConfig
 
 MiB = 1024 * 1024
@@ -130,7 +131,7 @@ class LocalPool:
                         pending.append(piece)
                         pending_size += len(piece)
                     if pending_size >= PIECE_SIZE:
-                        await fd.run(_pwrite_all, pending, offset + written)
+                        await fd.submit(_write_ahead, pending, offset + written)
                         written += pending_size
                         pending, pending_size = [], 0
                 if written + pending_size != expected:
@@ -185,7 +186,7 @@ class LocalPool:
                         pending.append(piece)
                         pending_size += len(piece)
                     if pending_size >= WRITE_BATCH:
-                        await fd.run(_pwrite_all, pending, size)
+                        await fd.submit(_write_ahead, pending, size)
                         size += pending_size
                         pending, pending_size = [], 0
                 await fd.run(_pwrite_all, pending, size)
@@ -278,13 +279,28 @@ class _Descriptor:
         return await cls.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(fd, *args)`` in a worker thread, once the call before it is done."""
+        await self.drain()
         self._busy = busy = _in_thread(fn, self.fd, *args)
         return await asyncio.shield(busy)
 
+    async def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Starts ``fn(fd, *args)`` once the call before it is done, and returns while it runs:
+        a writer receives its next piece meanwhile. Its error is raised by the next call."""
+        await self.drain()
+        self._busy = _in_thread(fn, self.fd, *args)
+
+    async def drain(self) -> None:
+        """Waits for the call in flight, raising its error."""
+        if self._busy is not None:
+            await asyncio.shield(self._busy)
+
     def close(self) -> None:
         busy, fd = self._busy, self.fd
-        if busy is None or busy.done():
+        if busy is None:
             os.close(fd)
+        elif busy.done():
+            _close_after(busy, fd)
         else:
             busy.add_done_callback(lambda done: _close_after(done, fd))
 
@@ -328,10 +344,10 @@ def _check_range(start: int, end: int | None) -> None:
         raise ValueError(f"invalid range {start}..{end}")
 
 
-def _pwrite_all(fd: int, pieces: list[bytes], offset: int) -> None:
+def _pwrite_all(fd: int, pieces: list[bytes], offset: int) -> int:
     total = sum(len(piece) for piece in pieces)
     if not total:
-        return
+        return 0
     # pwritev spares joining the pieces into one buffer (one copy less per byte).
     buffers = pieces if len(pieces) <= _IOV_MAX else [b"".join(pieces)]
     done = os.pwritev(fd, buffers, offset)
@@ -341,6 +357,13 @@ def _pwrite_all(fd: int, pieces: list[bytes], offset: int) -> None:
             n = os.pwrite(fd, rest, offset + done)
             done += n
             rest = rest[n:]
+    return total
+
+
+def _write_ahead(fd: int, pieces: list[bytes], offset: int) -> None:
+    """Writes pieces that more will follow, and starts their writeback at once, so the flush
+    that ends the write finds them mostly on disk already (``taskdrive.pools.writeback``)."""
+    start_writeback(fd, offset, _pwrite_all(fd, pieces, offset))
 
 
 def _write_and_sync(fd: int, pieces: list[bytes], offset: int, staging: Path) -> bool:
