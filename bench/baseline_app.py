@@ -42,13 +42,12 @@ class _Sink:
     Like the local pool: pieces are batched to ``BATCH`` bytes per thread hop, the next batch
     is received while one is written, each batch's writeback is started as soon as it is
     written (``taskdrive.pools.writeback``), and the last batch shares its hop with
-    ``fdatasync``. Streaming also keeps memory flat: holding whole chunks would make the
-    allocator map and fault in fresh pages for every chunk, which costs kernel time the API
-    does not pay. (It opens the file per chunk; the API keeps an upload's file open between
-    chunks, which a bare endpoint has no need to.)"""
+    ``fdatasync``; the chunks of one file share its descriptor (:class:`_Files`). Streaming
+    also keeps memory flat: holding whole chunks would make the allocator map and fault in
+    fresh pages for every chunk, which costs kernel time the API does not pay."""
 
-    def __init__(self, path: Path, offset: int) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd = fd
         self.offset = offset
         self.size = 0
         self.digest = hashlib.sha256()
@@ -79,8 +78,41 @@ class _Sink:
         os.fdatasync(self.fd)
         return self.size, self.digest.hexdigest()
 
-    def close(self) -> None:
-        os.close(self.fd)
+
+class _Files:
+    """Open descriptors by file name, shared by the chunks of a file, as the local pool shares
+    an upload's staging file. The benchmark sends one file at a time and removes it once
+    measured: the first chunk of the next file closes the others' descriptors (a descriptor
+    still in use closes when its chunk ends), so their disk space comes back."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._open: dict[str, list[int]] = {}  # name -> [fd, chunks using it]
+        self._current = ""
+
+    async def acquire(self, name: str) -> int:
+        if name != self._current:
+            self._current = name
+            for other, (fd, users) in list(self._open.items()):
+                if not users:
+                    del self._open[other]
+                    os.close(fd)
+        entry = self._open.get(name)
+        if entry is None:
+            flags = os.O_WRONLY | os.O_CREAT
+            fd = await asyncio.to_thread(os.open, self._root / name, flags, 0o600)
+            entry = self._open.setdefault(name, [fd, 0])
+            if entry[0] != fd:  # another chunk opened it meanwhile
+                os.close(fd)
+        entry[1] += 1
+        return entry[0]
+
+    def release(self, name: str) -> None:
+        entry = self._open[name]
+        entry[1] -= 1
+        if not entry[1] and name != self._current:
+            del self._open[name]
+            os.close(entry[0])
 
 
 async def _answer(send: Send, status: int, payload: object) -> None:
@@ -93,6 +125,7 @@ async def _answer(send: Send, status: int, payload: object) -> None:
 def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     root = Path(os.environ[DIR_ENV])
     root.mkdir(parents=True, exist_ok=True)
+    files = _Files(root)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -116,7 +149,7 @@ def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
             await _answer(send, 404, {"error": "POST /chunk/{name}/{offset}"})
             return
         loop = asyncio.get_running_loop()
-        sink = await asyncio.to_thread(_Sink, root / parts[2], int(parts[3]))
+        sink = _Sink(await files.acquire(parts[2]), int(parts[3]))
         writing: asyncio.Future[None] | None = None  # a batch being written meanwhile
         try:
             pending: list[bytes] = []
@@ -141,7 +174,7 @@ def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         finally:
             if writing is not None and not writing.done():
                 await asyncio.wait([writing])  # a disconnect: the thread still uses the file
-            sink.close()
+            files.release(parts[2])
         await _answer(send, 200, {"size": size, "sha256": digest})
 
     return app

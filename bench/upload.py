@@ -10,9 +10,13 @@ both servers' minor page faults per upload (the baseline runs with the allocator
 ``BASELINE_ALLOCATOR_ENV``, so it pays none the API does not) and the multipart/form-data
 figure. The last line ends with ``ratio <api/baseline>``.
 
-The full-size uploads run in ``--repeat`` rounds (the baseline, then the API raw and multipart,
-taking turns to go first); the round with the median ratio is reported (``bench.rounds``).
-Every timed upload starts after ``sync``, so no earlier upload's writeback lands in it.
+The full-size uploads run in rounds of two, the API's and the baseline's back to back, taking
+turns to go first so that both uploads of a round follow the same kind of upload (see
+``measure``); ``--repeat`` rounds for raw bodies and as many for multipart. For each, the round
+with the median ratio is reported (``bench.rounds``).
+Every timed upload starts after ``sync``, so no earlier upload's writeback lands in it, and
+after a scratch file of its size was written and removed beside its target
+(``prime_page_cache``), so that every upload meets the same kind of memory.
 MB/s are 10^6 bytes per second.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -64,6 +69,10 @@ BASELINE_ALLOCATOR_ENV = {
     "MALLOC_TRIM_THRESHOLD_": str(1024 * MiB),
     "MALLOC_TOP_PAD_": str(64 * MiB),
 }
+# The body of each round's API upload, cycled: with rounds starting by turns with the API's
+# upload and the baseline's, each body is measured both after an upload of the API's and after
+# one of the baseline's.
+ROUND_BODIES = (False, True, True, False)  # True: multipart/form-data
 READY_TIMEOUT = 120.0
 STOP_GRACE = 15.0
 
@@ -86,6 +95,26 @@ def _stop(process: ManagedProcess) -> None:
         pass  # it hung and was killed; the run is over anyway
     finally:
         process.kill()
+
+
+def prime_page_cache(folder: Path, size: int) -> None:
+    """Writes ``size`` bytes into a scratch file in ``folder`` and removes it unwritten-back.
+
+    The memory a VM's guest frees may be handed back to its host (free page reporting, which
+    this machine's kernel does), and the host faults it in again when the guest reuses it.
+    Without this, an upload's page cache came by turns from memory the host still backed and
+    from memory it had taken back: in alternate pairs of uploads the server's threads spent 1.0
+    to 1.3 instead of 0.3 to 0.4 kernel core-seconds per GiB, whichever side was measured, and
+    a round's ratio swung from 0.75 to 1.38. Done before every timed upload, this hands each
+    the same freshly freed memory."""
+    scratch = folder / f".prime-{uuid.uuid4().hex}"
+    block = bytes(MiB)
+    try:
+        with scratch.open("wb") as out:
+            for _ in range(-(-size // MiB)):
+                out.write(block)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def peak_rss_reset(pid: int) -> None:
@@ -243,6 +272,7 @@ async def measure(
 
         async def on_api(payload_size: int, *, multipart: bool) -> ApiRun:
             payload = Payload.random(payload_size, chunk)
+            await asyncio.to_thread(prime_page_cache, pool_root, payload_size)
             # The previous upload's dirty pages are written back now, not during this one.
             await asyncio.to_thread(os.sync)
             peak_rss_reset(api.pid)
@@ -259,6 +289,7 @@ async def measure(
 
         async def on_baseline(payload_size: int) -> BaselineRun:
             payload = Payload.random(payload_size, chunk)
+            await asyncio.to_thread(prime_page_cache, baseline.folder, payload_size)
             await asyncio.to_thread(os.sync)
             faults = minor_faults(baseline.pid)
             seconds = await baseline_upload(
@@ -278,22 +309,33 @@ async def measure(
         small = await on_api(options.rss_size, multipart=False)
         note(f"{options.rss_size // MiB} MiB: api {small.rate:.1f} MB/s")
 
-        # Interleaved rounds, each its own comparison: the machine may be shared.
-        bases: list[BaselineRun] = []
-        raws: list[ApiRun] = []
-        multiparts: list[ApiRun] = []
-        for round_ in range(1, options.repeat + 1):
-            bases.append(await on_baseline(size))
-            # Raw and multipart take turns going first, so neither always follows the other.
-            for as_form in (False, True) if round_ % 2 else (True, False):
-                (multiparts if as_form else raws).append(await on_api(size, multipart=as_form))
+        # Rounds of two uploads back to back, the API's and the baseline's: each its own
+        # comparison, since the machine may be shared. An upload runs slower right after one of
+        # the API's than right after one of the baseline's (the API's 700 to 760 against 810
+        # to 820 MB/s, the baseline's 910 to 980 against 1050 to 1070, alternating rounds of a
+        # trial run), so both uploads of a round follow the same kind: each round starts with
+        # the kind the one before ended with (the warm-up ends with the API's).
+        bases: dict[bool, list[BaselineRun]] = {False: [], True: []}  # by the round's body
+        apis: dict[bool, list[ApiRun]] = {False: [], True: []}  # True: multipart/form-data
+        api_last = True
+        bodies = itertools.islice(itertools.cycle(ROUND_BODIES), 2 * options.repeat)
+        for round_, as_form in enumerate(bodies, start=1):
+            if api_last:
+                api_run, base_run = await on_api(size, multipart=as_form), await on_baseline(size)
+            else:
+                base_run, api_run = await on_baseline(size), await on_api(size, multipart=as_form)
+            api_last = not api_last
+            apis[as_form].append(api_run)
+            bases[as_form].append(base_run)
             note(
-                f"round {round_}/{options.repeat}: baseline {bases[-1].rate:.1f}, "
-                f"api {raws[-1].rate:.1f}, multipart {multiparts[-1].rate:.1f} MB/s"
+                f"round {round_}/{2 * options.repeat}: "
+                f"{'multipart' if as_form else 'api'} {api_run.rate:.1f}, "
+                f"baseline {base_run.rate:.1f} MB/s"
             )
 
-    raw_rounds = [Round(r.rate, b.rate) for r, b in zip(raws, bases, strict=True)]
-    multipart_rounds = [Round(m.rate, b.rate) for m, b in zip(multiparts, bases, strict=True)]
+    raws, multiparts = apis[False], apis[True]
+    raw_rounds = [Round(r.rate, b.rate) for r, b in zip(raws, bases[False], strict=True)]
+    multipart_rounds = [Round(m.rate, b.rate) for m, b in zip(multiparts, bases[True], strict=True)]
     raw, multipart = median_round(raw_rounds), median_round(multipart_rounds)
     mib = size // MiB
     return [
@@ -305,7 +347,7 @@ async def measure(
         # A yardstick that pays costs the API does not would flatter the ratio.
         f"minor page faults per {mib} MiB upload (median): "
         f"api {statistics.median(run.faults for run in raws):.0f}, "
-        f"baseline {statistics.median(run.faults for run in bases):.0f}",
+        f"baseline {statistics.median(run.faults for run in bases[False]):.0f}",
         f"upload (multipart/form-data): api {multipart.measured:.1f} MB/s, "
         f"baseline {multipart.baseline:.1f} MB/s, ratio {multipart.ratio:.2f} "
         f"({rounds_note(multipart_rounds)})",
