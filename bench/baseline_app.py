@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from taskdrive.pools.local import IDLE_CLOSE_SECONDS
 from taskdrive.pools.writeback import start_writeback
 
 DIR_ENV = "BENCH_BASELINE_DIR"
@@ -80,23 +81,14 @@ class _Sink:
 
 
 class _Files:
-    """Open descriptors by file name, shared by the chunks of a file, as the local pool shares
-    an upload's staging file. The benchmark sends one file at a time and removes it once
-    measured: the first chunk of the next file closes the others' descriptors (a descriptor
-    still in use closes when its chunk ends), so their disk space comes back."""
+    """Open descriptors by file name, shared by the chunks of a file and closed once unused for
+    ``IDLE_CLOSE_SECONDS``, as the local pool shares an upload's staging file."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
         self._open: dict[str, list[int]] = {}  # name -> [fd, chunks using it]
-        self._current = ""
 
     async def acquire(self, name: str) -> int:
-        if name != self._current:
-            self._current = name
-            for other, (fd, users) in list(self._open.items()):
-                if not users:
-                    del self._open[other]
-                    os.close(fd)
         entry = self._open.get(name)
         if entry is None:
             flags = os.O_WRONLY | os.O_CREAT
@@ -110,7 +102,11 @@ class _Files:
     def release(self, name: str) -> None:
         entry = self._open[name]
         entry[1] -= 1
-        if not entry[1] and name != self._current:
+        if not entry[1]:
+            asyncio.get_running_loop().call_later(IDLE_CLOSE_SECONDS, self._expire, name, entry)
+
+    def _expire(self, name: str, entry: list[int]) -> None:
+        if not entry[1] and self._open.get(name) is entry:
             del self._open[name]
             os.close(entry[0])
 

@@ -117,6 +117,28 @@ def prime_page_cache(folder: Path, size: int) -> None:
         scratch.unlink(missing_ok=True)
 
 
+async def files_let_go(pid: int, folder: Path) -> None:
+    """Waits until process ``pid`` holds no descriptor of a removed file under ``folder``.
+
+    Both servers keep a file open for a moment after its last chunk (see
+    ``taskdrive.pools.local``): until then the removed file's page cache is not freed, and
+    freeing it during the next upload would land in that upload's time."""
+    async with asyncio.timeout(READY_TIMEOUT):
+        while True:
+            targets = _descriptor_targets(pid)
+            if not any(t.startswith(str(folder)) and t.endswith(" (deleted)") for t in targets):
+                return
+            await asyncio.sleep(0.05)  # polling /proc; nothing to wait on instead
+
+
+def _descriptor_targets(pid: int) -> list[str]:
+    targets = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            targets.append(os.readlink(fd))
+    return targets
+
+
 def peak_rss_reset(pid: int) -> None:
     """Resets VmHWM to the current RSS (Linux >= 4.0), so the next reading is one run's peak."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -285,6 +307,7 @@ async def measure(
             faults = minor_faults(api.pid) - faults
             for stored in pool_root.rglob(file_id):
                 stored.unlink()
+            await files_let_go(api.pid, pool_root)
             return ApiRun(payload_size / seconds / MB, peak_rss(api.pid), faults)
 
         async def on_baseline(payload_size: int) -> BaselineRun:
@@ -298,6 +321,7 @@ async def measure(
             faults = minor_faults(baseline.pid) - faults
             for written in baseline.folder.iterdir():
                 written.unlink()
+            await files_let_go(baseline.pid, baseline.folder)
             return BaselineRun(payload_size / seconds / MB, faults)
 
         # Warm-up: connections, imports and code paths (multipart too), the first workflow.
