@@ -334,11 +334,12 @@ async def measure(
         note(f"{options.rss_size // MiB} MiB: api {small.rate:.1f} MB/s")
 
         # Rounds of two uploads back to back, the API's and the baseline's: each its own
-        # comparison, since the machine may be shared. An upload runs slower right after one of
-        # the API's than right after one of the baseline's (the API's 700 to 760 against 810
-        # to 820 MB/s, the baseline's 910 to 980 against 1050 to 1070, alternating rounds of a
-        # trial run), so both uploads of a round follow the same kind: each round starts with
-        # the kind the one before ended with (the warm-up ends with the API's).
+        # comparison, since the machine may be shared. Both uploads of a round follow the same
+        # kind, so that whatever an upload leaves behind weighs on both alike: each round starts
+        # with the kind the one before ended with (the warm-up ends with the API's). In a trial
+        # run, before ``files_let_go``, uploads right after one of the API's ran a tenth slower
+        # (the API's 700 to 760 against 810 to 820 MB/s, the baseline's 910 to 980 against 1050
+        # to 1070).
         bases: dict[bool, list[BaselineRun]] = {False: [], True: []}  # by the round's body
         apis: dict[bool, list[ApiRun]] = {False: [], True: []}  # True: multipart/form-data
         api_last = True
