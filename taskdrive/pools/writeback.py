@@ -5,8 +5,8 @@ pages dirty in memory for a while, so that ``fdatasync`` waits for every megabyt
 to reach the disk, after its last byte arrived, while the client waits for the answer. Asking
 for writeback as each piece is written lets the disk work while the rest of the chunk arrives,
 and the final ``fdatasync`` waits for little more than the last piece. Measured on this project's
-machine, four writers of 8 MiB chunks in 1 MiB pieces: the final ``fdatasync`` took 0.7 to 0.9 ms
-instead of 7 to 8 ms.
+machine, four writers of 8 MiB chunks in 1 MiB pieces and nothing else running: the final
+``fdatasync`` took 0.7 to 0.9 ms instead of 7 to 8 ms.
 
 ``sync_file_range`` promises no durability (it neither flushes metadata nor the disk's cache),
 so ``fdatasync`` still ends every durable write. Python's ``os`` has no binding for it, so it is
