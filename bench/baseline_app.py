@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from taskdrive.pools.descriptors import SharedFiles
 from taskdrive.pools.local import IDLE_CLOSE_SECONDS
 from taskdrive.pools.writeback import start_writeback
 
@@ -43,7 +44,7 @@ class _Sink:
     Like the local pool: pieces are batched to ``BATCH`` bytes per thread hop, the next batch
     is received while one is written, each batch's writeback is started as soon as it is
     written (``taskdrive.pools.writeback``), and the last batch shares its hop with
-    ``fdatasync``; the chunks of one file share its descriptor (:class:`_Files`). Streaming
+    ``fdatasync``; the chunks of one file share its descriptor. Streaming
     also keeps memory flat: holding whole chunks would make the allocator map and fault in
     fresh pages for every chunk, which costs kernel time the API does not pay."""
 
@@ -80,37 +81,6 @@ class _Sink:
         return self.size, self.digest.hexdigest()
 
 
-class _Files:
-    """Open descriptors by file name, shared by the chunks of a file and closed once unused for
-    ``IDLE_CLOSE_SECONDS``, as the local pool shares an upload's staging file."""
-
-    def __init__(self, root: Path) -> None:
-        self._root = root
-        self._open: dict[str, list[int]] = {}  # name -> [fd, chunks using it]
-
-    async def acquire(self, name: str) -> int:
-        entry = self._open.get(name)
-        if entry is None:
-            flags = os.O_WRONLY | os.O_CREAT
-            fd = await asyncio.to_thread(os.open, self._root / name, flags, 0o600)
-            entry = self._open.setdefault(name, [fd, 0])
-            if entry[0] != fd:  # another chunk opened it meanwhile
-                os.close(fd)
-        entry[1] += 1
-        return entry[0]
-
-    def release(self, name: str) -> None:
-        entry = self._open[name]
-        entry[1] -= 1
-        if not entry[1]:
-            asyncio.get_running_loop().call_later(IDLE_CLOSE_SECONDS, self._expire, name, entry)
-
-    def _expire(self, name: str, entry: list[int]) -> None:
-        if not entry[1] and self._open.get(name) is entry:
-            del self._open[name]
-            os.close(entry[0])
-
-
 async def _answer(send: Send, status: int, payload: object) -> None:
     body = json.dumps(payload).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -121,7 +91,8 @@ async def _answer(send: Send, status: int, payload: object) -> None:
 def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     root = Path(os.environ[DIR_ENV])
     root.mkdir(parents=True, exist_ok=True)
-    files = _Files(root)
+    # One descriptor per file, shared by its chunks, as the local pool shares a staging file.
+    files = SharedFiles(os.O_WRONLY | os.O_CREAT, IDLE_CLOSE_SECONDS)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -145,7 +116,8 @@ def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
             await _answer(send, 404, {"error": "POST /chunk/{name}/{offset}"})
             return
         loop = asyncio.get_running_loop()
-        sink = _Sink(await files.acquire(parts[2]), int(parts[3]))
+        descriptor = await files.open(root / parts[2])
+        sink = _Sink(descriptor.fd, int(parts[3]))
         writing: asyncio.Future[None] | None = None  # a batch being written meanwhile
         try:
             pending: list[bytes] = []
@@ -170,7 +142,7 @@ def create_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         finally:
             if writing is not None and not writing.done():
                 await asyncio.wait([writing])  # a disconnect: the thread still uses the file
-            files.release(parts[2])
+            descriptor.close()
         await _answer(send, 200, {"size": size, "sha256": digest})
 
     return app

@@ -8,7 +8,12 @@ Blocking syscalls run in worker threads so the event loop keeps serving other re
 Each chunk's bytes are written as they arrive, their writeback started at once
 (``taskdrive.pools.writeback``), and made durable with ``fdatasync`` before the chunk counts as
 stored. The chunk writes of an upload share one descriptor of its staging file
-(:class:`_StagingFiles`).
+(``taskdrive.pools.descriptors.SharedFiles``): opening it for every chunk cost a thread hop,
+about 1.5 ms of each chunk's answer under load. This process forgets a staging file before it
+renames or removes it; when another process does (the worker finishing an upload, or aborting
+a cancelled one), the next write's check that the path still names its file fails and forgets
+it, and an idle descriptor is closed after ``IDLE_CLOSE_SECONDS`` anyway, so a removed file's
+disk space comes back soon after.
 """
 
 from __future__ import annotations
@@ -18,13 +23,12 @@ import hashlib
 import os
 import stat
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 from taskdrive.pools.base import ObjectNotFound, PoolError, UploadNotFound, UploadTarget
+from taskdrive.pools.descriptors import Descriptor, SharedFiles
 from taskdrive.pools.writeback import start_writeback
 from taskdrive.settings import LocalPoolConfig
 
@@ -35,8 +39,7 @@ STAGING_DIR = ".uploads"
 WRITE_BATCH = 8 * MiB
 """``write_stream`` gathers pieces up to this size per write (one thread hop each)."""
 IDLE_CLOSE_SECONDS = 2.0
-"""How long a staging file stays open after its last chunk write (see :class:`_StagingFiles`)."""
-T = TypeVar("T")
+"""How long a staging file stays open after its last chunk write."""
 # pwritev takes at most IOV_MAX buffers (1024 on Linux); beyond that the pieces are joined.
 _IOV_MAX = min(getattr(os, "IOV_MAX", 1024), 1024)
 
@@ -54,7 +57,7 @@ class LocalPool:
         self.id: uuid.UUID = config.id
         self.name: str = config.name
         self.root: Path = config.path
-        self._staging_files = _StagingFiles(idle_close_seconds)
+        self._staging_files = SharedFiles(os.O_WRONLY, idle_close_seconds)
 
     def __repr__(self) -> str:
         return f"LocalPool(id={self.id}, name={self.name!r}, root={str(self.root)!r})"
@@ -192,7 +195,7 @@ class LocalPool:
         staging = self.root / STAGING_DIR / f"{uuid.uuid4().hex}.stream"
         with self._io("write_stream", key):
             await asyncio.to_thread(_make_dirs, staging.parent, self.root)
-            fd = await _Descriptor.open_new(staging)
+            fd = await Descriptor.open_new(staging)
             try:
                 size = 0
                 pending: list[bytes] = []
@@ -227,7 +230,7 @@ class LocalPool:
         path = self.object_path(key)
         with self._io("read", key):
             try:
-                fd = await _Descriptor.open(path, os.O_RDONLY)
+                fd = await Descriptor.open(path, os.O_RDONLY)
             except FileNotFoundError as exc:
                 raise ObjectNotFound(f"no object {key!r} in pool {self.name!r}") from exc
             try:
@@ -264,161 +267,6 @@ class LocalPool:
 
 
 # Helpers shared by the methods above; the blocking ones run in worker threads.
-
-
-class _Descriptor:
-    """A file descriptor used from worker threads.
-
-    A cancelled ``await`` does not stop the thread it waits for, so closing the descriptor at
-    once could let that thread write into whichever file reuses the number next. Thread calls
-    are shielded, and closing waits for the one still running.
-
-    A call is the executor's future itself, not ``to_thread`` in a task of its own: a chunk
-    makes a call per MiB, and the task and coroutine around each were measurable on the
-    event loop. The functions called need no context variables."""
-
-    def __init__(self, fd: int, release: Callable[[int], None] = os.close) -> None:
-        self.fd = fd
-        self._release = release  # what close() does with the descriptor
-        self._busy: asyncio.Future[Any] | None = None
-
-    @classmethod
-    async def open(cls, path: Path, flags: int) -> _Descriptor:
-        opening = _in_thread(_open_file, path, flags)
-        try:
-            return cls(await asyncio.shield(opening))
-        except asyncio.CancelledError:
-            opening.add_done_callback(_close_opened)
-            raise
-
-    @classmethod
-    async def open_new(cls, path: Path) -> _Descriptor:
-        """Creates ``path``, which must not exist, for writing."""
-        return await cls.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(fd, *args)`` in a worker thread, once the call before it is done."""
-        await self.drain()
-        self._busy = busy = _in_thread(fn, self.fd, *args)
-        return await asyncio.shield(busy)
-
-    async def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Starts ``fn(fd, *args)`` once the call before it is done, and returns while it runs:
-        a writer receives its next piece meanwhile. Its error is raised by the next call."""
-        await self.drain()
-        self._busy = _in_thread(fn, self.fd, *args)
-
-    async def drain(self) -> None:
-        """Waits for the call in flight, raising its error."""
-        if self._busy is not None:
-            await asyncio.shield(self._busy)
-
-    def close(self) -> None:
-        busy, fd, release = self._busy, self.fd, self._release
-        if busy is None:
-            release(fd)
-        elif busy.done():
-            _release_after(busy, fd, release)
-        else:
-            busy.add_done_callback(lambda done: _release_after(done, fd, release))
-
-
-@dataclass(slots=True, eq=False)
-class _SharedFile:
-    fd: int
-    users: int = 0  # writes using it now
-    idle: asyncio.TimerHandle | None = None  # closes it once unused for a while
-
-
-class _StagingFiles:
-    """Write descriptors of staging files, shared by the chunk writes of each upload.
-
-    Opening the staging file for every chunk cost a thread hop, about 1.5 ms of each chunk's
-    answer under load (measured). So a descriptor stays open while chunk writes use it, and
-    ``idle_seconds`` after the last; ``pwrite`` at distinct offsets needs no coordination.
-
-    This process forgets a staging file before it renames or removes it. When another process
-    does (the worker finishing an upload, or aborting a cancelled one), the next write's check
-    that the path still names its file fails, and forgets it; an idle descriptor is closed
-    within ``idle_seconds`` anyway, so a removed file's disk space comes back soon after."""
-
-    def __init__(self, idle_seconds: float) -> None:
-        self._idle_seconds = idle_seconds
-        self._files: dict[Path, _SharedFile] = {}
-
-    async def open(self, path: Path) -> _Descriptor:
-        """A descriptor for writing ``path``; FileNotFoundError when it does not exist."""
-        shared = self._files.get(path)
-        if shared is None:
-            fd = await _Descriptor.open(path, os.O_WRONLY)
-            shared = self._files.get(path)  # another write may have opened it meanwhile
-            if shared is None:
-                shared = self._files[path] = _SharedFile(fd.fd)
-            else:
-                os.close(fd.fd)
-        shared.users += 1
-        if shared.idle is not None:
-            shared.idle.cancel()
-            shared.idle = None
-        return _Descriptor(shared.fd, lambda _: self._release(path, shared))
-
-    def forget(self, path: Path) -> None:
-        """Stops sharing ``path``'s descriptor: closed now, or when its last write ends."""
-        shared = self._files.pop(path, None)
-        if shared is not None and shared.users == 0:
-            self._close(shared)
-
-    def close(self) -> None:
-        for path in list(self._files):
-            self.forget(path)
-
-    def _release(self, path: Path, shared: _SharedFile) -> None:
-        shared.users -= 1
-        if shared.users:
-            return
-        if self._files.get(path) is not shared:
-            self._close(shared)  # forgotten while in use
-        else:
-            loop = asyncio.get_running_loop()
-            shared.idle = loop.call_later(self._idle_seconds, self._expire, path, shared)
-
-    def _expire(self, path: Path, shared: _SharedFile) -> None:
-        if shared.users == 0 and self._files.get(path) is shared:
-            del self._files[path]
-            self._close(shared)
-
-    @staticmethod
-    def _close(shared: _SharedFile) -> None:
-        if shared.idle is not None:
-            shared.idle.cancel()
-        os.close(shared.fd)
-
-
-def _in_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-    return asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-
-def _succeeded(done: asyncio.Future[Any]) -> bool:
-    # Fetching the outcome also keeps asyncio from logging it as never retrieved.
-    return not done.cancelled() and done.exception() is None
-
-
-def _release_after(done: asyncio.Future[Any], fd: int, release: Callable[[int], None]) -> None:
-    _succeeded(done)
-    release(fd)
-
-
-def _close_opened(done: asyncio.Future[int]) -> None:
-    if _succeeded(done):
-        os.close(done.result())  # an open that finished after its caller was cancelled
-
-
-def _open_file(path: Path, flags: int) -> int:
-    fd = os.open(path, flags, 0o600)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise FileNotFoundError(path)  # a directory is no object
-    return fd
 
 
 def _check_shape(size: int, chunk_size: int, max_chunks: int) -> None:
